@@ -1,0 +1,113 @@
+//! `snaprun snapshot inspect`: a snapshot for humans.
+
+use std::fmt::Write;
+
+use snaprun_snapshot::image::{Image, VmaKind};
+
+fn prot(p: u32) -> String {
+    let bit = |b: i32, c: char| if p & b as u32 != 0 { c } else { '-' };
+    [
+        bit(libc::PROT_READ, 'r'),
+        bit(libc::PROT_WRITE, 'w'),
+        bit(libc::PROT_EXEC, 'x'),
+    ]
+    .iter()
+    .collect()
+}
+
+fn kind(k: VmaKind) -> &'static str {
+    match k {
+        VmaKind::Anon => "anon",
+        VmaKind::Heap => "heap",
+        VmaKind::Stack => "stack",
+        VmaKind::FilePrivate => "file",
+        VmaKind::FileShared => "file-shared",
+        VmaKind::SharedAnon => "shmem",
+        VmaKind::Vdso => "vdso",
+        VmaKind::Vvar => "vvar",
+        VmaKind::VvarVclock => "vvar",
+    }
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
+}
+
+pub fn summary(image: &Image) -> String {
+    let m = &image.manifest;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "snapshot {} (format {}, kernel {}, snaprun {})",
+        image.dir.display(),
+        snaprun_snapshot::image::FORMAT_VERSION,
+        m.kernel,
+        m.snaprun_version
+    );
+    let _ = writeln!(s, "pages file {}: {}", m.pages.file, mib(m.pages.size));
+    for p in &m.processes {
+        let mapped: u64 = p.vmas.iter().map(|v| v.len()).sum();
+        let dumped: u64 = p.vmas.iter().map(|v| v.dumped_bytes()).sum();
+        let _ = writeln!(s, "\nprocess pid {} ({}) exe {}", p.pid, p.comm, p.exe.path);
+        let _ = writeln!(
+            s,
+            "  ppid {} pgid {} sid {} uid {} gid {} threads {}",
+            p.ppid,
+            p.pgid,
+            p.sid,
+            p.creds.uid[0],
+            p.creds.gid[0],
+            p.threads.len()
+        );
+        let _ = writeln!(s, "  cwd {} root {} umask {:03o}", p.cwd, p.root, p.umask);
+        let _ = writeln!(
+            s,
+            "  memory: {} vmas, {} mapped, {} dumped",
+            p.vmas.len(),
+            mib(mapped),
+            mib(dumped)
+        );
+        let _ = writeln!(s, "  vmas:");
+        for v in &p.vmas {
+            let _ = writeln!(
+                s,
+                "    {:012x}-{:012x} {} {:<11} {:>10} {}",
+                v.start,
+                v.end,
+                prot(v.prot),
+                kind(v.kind),
+                if v.runs.is_empty() {
+                    "-".to_string()
+                } else {
+                    mib(v.dumped_bytes())
+                },
+                v.name
+            );
+        }
+        let _ = writeln!(s, "  fds:");
+        for fd in &p.fds {
+            let desc = p
+                .files
+                .iter()
+                .find(|f| f.id == fd.file)
+                .map(|f| f.kind.describe())
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "    {:>4} {}{}",
+                fd.fd,
+                desc,
+                if fd.cloexec { " (cloexec)" } else { "" }
+            );
+        }
+        let pending =
+            p.shared_pending.len() + p.threads.iter().map(|t| t.pending.len()).sum::<usize>();
+        let _ = writeln!(
+            s,
+            "  signals: {} handlers set, {} pending",
+            p.sigactions.len(),
+            pending
+        );
+    }
+    s
+}

@@ -1,0 +1,164 @@
+//! Freezing the target with `PTRACE_SEIZE` + `PTRACE_INTERRUPT`, and
+//! letting it go again exactly as it was.
+
+use crate::sys::mem::ProcMem;
+use crate::sys::ptrace::{self, Stop};
+use crate::sys::Regs;
+
+use super::DumpError;
+
+/// A seized, stopped thread. Dropping it without [`Frozen::kill`] resumes
+/// the thread with the registers and signal mask it had when frozen, so an
+/// error anywhere in the dump leaves the source running as it was.
+pub struct Frozen {
+    pub pid: i32,
+    pub regs: Regs,
+    pub sigmask: u64,
+    released: bool,
+}
+
+impl Frozen {
+    pub fn seize(pid: i32) -> Result<Self, DumpError> {
+        let ptrace_err = |what: &'static str| {
+            move |source: std::io::Error| match source.raw_os_error() {
+                Some(libc::ESRCH) => DumpError::NoSuchProcess { pid },
+                _ => DumpError::Ptrace { pid, what, source },
+            }
+        };
+        ptrace::seize(pid, ptrace::PTRACE_O_TRACESYSGOOD).map_err(ptrace_err("SEIZE"))?;
+        let mut frozen = Self {
+            pid,
+            regs: Regs::default(),
+            sigmask: 0,
+            // Nothing to undo until the thread has stopped.
+            released: true,
+        };
+        ptrace::interrupt(pid).map_err(ptrace_err("INTERRUPT"))?;
+        for _ in 0..64 {
+            match ptrace::wait(pid).map_err(ptrace_err("waitpid"))? {
+                Stop::Event { sig } if sig == libc::SIGTRAP => {
+                    frozen.released = false;
+                    frozen.regs = ptrace::get_regs(pid).map_err(ptrace_err("GETREGS"))?;
+                    frozen.sigmask = ptrace::get_sigmask(pid).map_err(ptrace_err("GETSIGMASK"))?;
+                    return Ok(frozen);
+                }
+                Stop::Event { sig } => {
+                    let _ = ptrace::detach(pid, 0);
+                    return Err(DumpError::State {
+                        pid,
+                        reason: format!(
+                            "the process is stopped by job control (signal {sig}); continue it first"
+                        ),
+                    });
+                }
+                // A signal raced with the interrupt: deliver it as it would
+                // have been; the interrupt trap stays pending.
+                Stop::Signal { sig, .. } => {
+                    ptrace::cont(pid, sig).map_err(ptrace_err("CONT"))?
+                }
+                Stop::Syscall => ptrace::cont(pid, 0).map_err(ptrace_err("CONT"))?,
+                Stop::Exited(_) | Stop::Killed(_) => return Err(DumpError::NoSuchProcess { pid }),
+            }
+        }
+        let _ = ptrace::detach(pid, 0);
+        Err(DumpError::State {
+            pid,
+            reason: "did not stop: signals keep arriving".into(),
+        })
+    }
+
+    /// Resumes the thread unchanged and detaches.
+    pub fn release(mut self) -> Result<(), DumpError> {
+        self.do_release()
+    }
+
+    fn do_release(&mut self) -> Result<(), DumpError> {
+        if self.released {
+            return Ok(());
+        }
+        self.released = true;
+        let pid = self.pid;
+        let err = |what| move |source| DumpError::Ptrace { pid, what, source };
+        ptrace::set_sigmask(pid, self.sigmask).map_err(err("SETSIGMASK"))?;
+        ptrace::set_regs(pid, &self.regs).map_err(err("SETREGS"))?;
+        ptrace::detach(pid, 0).map_err(err("DETACH"))
+    }
+
+    /// Ends the process (SIGKILL) and waits until the kernel has taken it
+    /// down.
+    pub fn kill(mut self) -> Result<(), DumpError> {
+        self.released = true;
+        // SAFETY: kill with a pid we hold traced; no memory involved.
+        if unsafe { libc::kill(self.pid, libc::SIGKILL) } != 0 {
+            return Err(DumpError::Ptrace {
+                pid: self.pid,
+                what: "kill",
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        loop {
+            match ptrace::wait(self.pid) {
+                Ok(Stop::Exited(_) | Stop::Killed(_)) | Err(_) => return Ok(()),
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// The address of a `syscall` instruction to inject through: the one
+    /// the thread is stopped in, or one in the vDSO.
+    pub fn find_syscall_insn(&self, vdso: Option<(u64, u64)>) -> Result<u64, DumpError> {
+        let mem = ProcMem::open(self.pid).map_err(|source| DumpError::Proc {
+            pid: self.pid,
+            path: format!("/proc/{}/mem", self.pid),
+            source,
+        })?;
+        if (self.regs.orig_rax as i64) >= 0 && self.regs.rip >= 2 {
+            let mut insn = [0u8; 2];
+            if mem.read_exact_at(self.regs.rip - 2, &mut insn).is_ok() && insn == [0x0f, 0x05] {
+                return Ok(self.regs.rip - 2);
+            }
+        }
+        if let Some((start, end)) = vdso {
+            let mut text = vec![0u8; (end - start) as usize];
+            if mem.read_exact_at(start, &mut text).is_ok() {
+                if let Some(off) = find_vdso_syscall(&text) {
+                    return Ok(start + off as u64);
+                }
+            }
+        }
+        Err(DumpError::State {
+            pid: self.pid,
+            reason: "no syscall instruction found to run injected syscalls through".into(),
+        })
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        if let Err(e) = self.do_release() {
+            tracing::warn!(pid = self.pid, error = %e, "could not resume the process");
+        }
+    }
+}
+
+/// Finds `mov $imm32, %eax; syscall` (the vDSO's syscall fallbacks) and
+/// returns the offset of the `syscall` instruction. Matching the `mov`
+/// too makes it unlikely that the two bytes are the middle of another
+/// instruction.
+pub fn find_vdso_syscall(text: &[u8]) -> Option<usize> {
+    text.windows(7)
+        .position(|w| w[0] == 0xb8 && w[3] == 0 && w[4] == 0 && w[5] == 0x0f && w[6] == 0x05)
+        .map(|p| p + 5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_syscall_after_mov_eax() {
+        let text = [0x90, 0x0f, 0x05, 0xb8, 0xe4, 0x00, 0x00, 0x00, 0x0f, 0x05, 0xc3];
+        assert_eq!(find_vdso_syscall(&text), Some(8));
+        assert_eq!(find_vdso_syscall(&[0x0f, 0x05, 0xc3]), None);
+    }
+}

@@ -1,0 +1,251 @@
+//! Checkpoint: freeze a process, read its state, write the image, then end
+//! or resume it.
+//!
+//! Order matters for "a failed checkpoint loses nothing": everything that
+//! can be refused (unsupported fds, mappings, threads) is checked before
+//! the long memory copy, the process is resumed untouched on any error
+//! ([`freeze::Frozen`]'s `Drop`), and it is ended only after the image is
+//! durable.
+
+pub mod fds;
+pub mod freeze;
+pub mod memory;
+pub mod process;
+pub mod threads;
+
+use std::io;
+use std::path::Path;
+
+use crate::image::{ImageError, ImageWriter, Manifest, PagesFile, VmaKind};
+use crate::sys::mem::{Pagemap, ProcMem};
+use crate::sys::proc::parse_smaps;
+use crate::sys::remote::{InjectMode, Injector, RemoteError, Remote, Scratch};
+use crate::sys::{ptrace, PAGE_SIZE};
+use crate::Timings;
+
+use freeze::Frozen;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    #[error("pid {pid}: no such process")]
+    NoSuchProcess { pid: i32 },
+    #[error("pid {pid} fd {fd}: {what} is not supported yet")]
+    Unsupported { pid: i32, fd: i32, what: String },
+    #[error("pid {pid}: {what} is not supported yet")]
+    UnsupportedProcess { pid: i32, what: String },
+    #[error("pid {pid} fd {fd}: {reason}")]
+    Fd { pid: i32, fd: i32, reason: String },
+    #[error("pid {pid}: reading {path}: {source}")]
+    Proc {
+        pid: i32,
+        path: String,
+        source: io::Error,
+    },
+    #[error("pid {pid}: {what}: {source}")]
+    Ptrace {
+        pid: i32,
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("pid {pid}: reading memory {start:#x}-{end:#x}: {source}")]
+    Memory {
+        pid: i32,
+        start: u64,
+        end: u64,
+        source: io::Error,
+    },
+    #[error("pid {pid}: {reason}")]
+    State { pid: i32, reason: String },
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CheckpointOptions {
+    /// Resume the process afterwards instead of ending it.
+    pub leave_running: bool,
+}
+
+/// What a checkpoint wrote.
+#[derive(Clone, Debug)]
+pub struct CheckpointReport {
+    pub timings: Timings,
+    pub vmas: usize,
+    pub pages_bytes: u64,
+    pub fds: usize,
+}
+
+/// Checkpoints process `pid` into the image directory `dir`.
+pub fn checkpoint(pid: i32, dir: &Path, opts: &CheckpointOptions) -> Result<CheckpointReport, DumpError> {
+    let mut t = Timings::new();
+    t.phase("freeze");
+    if pid <= 0 || !Path::new(&format!("/proc/{pid}")).exists() {
+        return Err(DumpError::NoSuchProcess { pid });
+    }
+    process::check_checkpointable(pid)?;
+    let frozen = Frozen::seize(pid)?;
+    // Threads may have been created between the check and the freeze.
+    process::check_checkpointable(pid)?;
+
+    let mut writer = ImageWriter::create(dir)?;
+    match dump_frozen(&frozen, &mut writer, &mut t) {
+        Ok(manifest) => {
+            let vmas = manifest.processes[0].vmas.len();
+            let fds = manifest.processes[0].fds.len();
+            let pages_bytes = writer.written();
+            t.phase("write");
+            writer.finish(manifest)?;
+            t.phase("finish");
+            if opts.leave_running {
+                frozen.release()?;
+            } else {
+                frozen.kill()?;
+            }
+            t.end();
+            Ok(CheckpointReport {
+                timings: t,
+                vmas,
+                pages_bytes,
+                fds,
+            })
+        }
+        Err(e) => {
+            writer.abandon();
+            drop(frozen);
+            Err(e)
+        }
+    }
+}
+
+fn dump_frozen(frozen: &Frozen, writer: &mut ImageWriter, t: &mut Timings) -> Result<Manifest, DumpError> {
+    let pid = frozen.pid;
+    t.phase("files");
+    let (files, fds) = fds::dump_fds(pid, writer)?;
+
+    t.phase("mappings");
+    let smaps_path = format!("/proc/{pid}/smaps");
+    let text = std::fs::read_to_string(&smaps_path).map_err(|source| DumpError::Proc {
+        pid,
+        path: smaps_path.clone(),
+        source,
+    })?;
+    let maps = parse_smaps(&text).map_err(|reason| DumpError::State { pid, reason })?;
+    let mut kinds = Vec::with_capacity(maps.len());
+    for m in &maps {
+        let kind = memory::classify(m).map_err(|what| DumpError::UnsupportedProcess { pid, what })?;
+        kinds.push(kind);
+    }
+
+    t.phase("state");
+    let vdso = maps
+        .iter()
+        .find(|m| m.name == "[vdso]")
+        .map(|m| (m.start, m.end));
+    let injected = inject_reads(frozen, vdso)?;
+    let thread = threads::dump_thread(frozen, &injected)?;
+    let shared_pending = threads::pending(
+        ptrace::peek_siginfo(pid, true).map_err(|source| DumpError::Ptrace {
+            pid,
+            what: "PEEKSIGINFO shared",
+            source,
+        })?,
+    );
+
+    t.phase("memory");
+    // The maps are read again: injection mapped and unmapped a scratch page,
+    // which may have split or merged neighbours.
+    let text = std::fs::read_to_string(&smaps_path).map_err(|source| DumpError::Proc {
+        pid,
+        path: smaps_path.clone(),
+        source,
+    })?;
+    let maps = parse_smaps(&text).map_err(|reason| DumpError::State { pid, reason })?;
+    let mem = ProcMem::open(pid).map_err(|source| DumpError::Proc {
+        pid,
+        path: format!("/proc/{pid}/mem"),
+        source,
+    })?;
+    let pagemap = Pagemap::open(pid).map_err(|source| DumpError::Proc {
+        pid,
+        path: format!("/proc/{pid}/pagemap"),
+        source,
+    })?;
+    let mut vmas = Vec::with_capacity(maps.len());
+    for m in &maps {
+        let Some(kind) = memory::classify(m).map_err(|what| DumpError::UnsupportedProcess { pid, what })? else {
+            continue;
+        };
+        vmas.push(memory::dump_vma(pid, m, kind, &mem, &pagemap, writer)?);
+    }
+    if !vmas.iter().any(|v| v.kind == VmaKind::Vdso) {
+        tracing::warn!(pid, "process has no vDSO mapping");
+    }
+
+    t.phase("process");
+    let mut proc_image = process::dump_process(pid, injected.brk)?;
+    proc_image.vmas = vmas;
+    proc_image.threads = vec![thread];
+    proc_image.sigactions = injected.sigactions;
+    proc_image.shared_pending = shared_pending;
+    proc_image.files = files;
+    proc_image.fds = fds;
+    Ok(Manifest {
+        created_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        snaprun_version: env!("CARGO_PKG_VERSION").to_string(),
+        kernel: process::kernel_release(),
+        processes: vec![proc_image],
+        pages: PagesFile {
+            file: String::new(),
+            size: 0,
+        },
+    })
+}
+
+/// Runs the syscalls that read what only the process can tell, through a
+/// scratch page mapped in it for the purpose and unmapped after.
+fn inject_reads(frozen: &Frozen, vdso: Option<(u64, u64)>) -> Result<threads::InjectedState, DumpError> {
+    let pid = frozen.pid;
+    let ip = frozen.find_syscall_insn(vdso)?;
+    // No signal may be delivered while the thread runs injected code.
+    ptrace::set_sigmask(pid, !0).map_err(|source| DumpError::Ptrace {
+        pid,
+        what: "SETSIGMASK",
+        source,
+    })?;
+    let mut inj = Injector::new(pid, frozen.regs, ip, InjectMode::SyscallStops)?;
+    let page = inj.syscall(
+        "mmap(scratch)",
+        libc::SYS_mmap,
+        &[
+            0,
+            PAGE_SIZE,
+            (libc::PROT_READ | libc::PROT_WRITE) as u64,
+            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+            u64::MAX,
+            0,
+        ],
+    )?;
+    let mut scratch = Scratch::new(page, PAGE_SIZE);
+    let result = threads::read_injected(&mut inj, &mut scratch);
+    let unmapped = inj.syscall("munmap(scratch)", libc::SYS_munmap, &[page, PAGE_SIZE]);
+    let state = result?;
+    unmapped?;
+    // Back to the frozen registers and mask (Frozen restores them again
+    // when it lets the process go).
+    ptrace::set_regs(pid, &frozen.regs).map_err(|source| DumpError::Ptrace {
+        pid,
+        what: "SETREGS",
+        source,
+    })?;
+    ptrace::set_sigmask(pid, frozen.sigmask).map_err(|source| DumpError::Ptrace {
+        pid,
+        what: "SETSIGMASK",
+        source,
+    })?;
+    Ok(state)
+}

@@ -1,0 +1,189 @@
+//! Process-wide attributes: ids, credentials, cwd/root, umask, rlimits,
+//! personality, the mm fields and the executable.
+
+use std::fs;
+
+use crate::image::{Creds, MmFields, ProcessImage, Rlimit};
+use crate::sys::proc::{parse_auxv, parse_ids, parse_status, Stat};
+
+use super::memory::file_ref;
+use super::DumpError;
+
+pub const RLIMITS: &[(u32, &str)] = &[
+    (0, "cpu"),
+    (1, "fsize"),
+    (2, "data"),
+    (3, "stack"),
+    (4, "core"),
+    (5, "rss"),
+    (6, "nproc"),
+    (7, "nofile"),
+    (8, "memlock"),
+    (9, "as"),
+    (10, "locks"),
+    (11, "sigpending"),
+    (12, "msgqueue"),
+    (13, "nice"),
+    (14, "rtprio"),
+    (15, "rttime"),
+];
+
+fn read(pid: i32, name: &str) -> Result<String, DumpError> {
+    let path = format!("/proc/{pid}/{name}");
+    fs::read_to_string(&path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => DumpError::NoSuchProcess { pid },
+        _ => DumpError::Proc { pid, path, source },
+    })
+}
+
+/// Refuses, before anything is touched, what this engine cannot do yet.
+pub fn check_checkpointable(pid: i32) -> Result<(), DumpError> {
+    let status = parse_status(&read(pid, "status")?);
+    let threads: u32 = status.get("Threads").and_then(|v| v.parse().ok()).unwrap_or(1);
+    if threads > 1 {
+        return Err(DumpError::UnsupportedProcess {
+            pid,
+            what: format!("a multi-threaded process ({threads} threads)"),
+        });
+    }
+    if let Some(tracer) = status.get("TracerPid").filter(|v| *v != "0") {
+        // SAFETY: getpid has no arguments and cannot fail.
+        if tracer.parse::<i32>().ok() != Some(unsafe { libc::getpid() }) {
+            return Err(DumpError::State {
+                pid,
+                reason: format!("already traced by pid {tracer}"),
+            });
+        }
+    }
+    if status.get("State").is_some_and(|s| s.starts_with('Z')) {
+        return Err(DumpError::State {
+            pid,
+            reason: "is a zombie".into(),
+        });
+    }
+    Ok(())
+}
+
+pub fn kernel_release() -> String {
+    fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn link(pid: i32, name: &str) -> Result<String, DumpError> {
+    let path = format!("/proc/{pid}/{name}");
+    fs::read_link(&path)
+        .map(|p| p.to_string_lossy().into_owned())
+        .map_err(|source| DumpError::Proc { pid, path, source })
+}
+
+/// Everything process-wide but memory, threads, signals and files (the
+/// caller fills those in).
+pub fn dump_process(pid: i32, brk: u64) -> Result<ProcessImage, DumpError> {
+    let bad = |what: &str| DumpError::State {
+        pid,
+        reason: format!("cannot parse {what}"),
+    };
+    let status = parse_status(&read(pid, "status")?);
+    let stat = Stat::parse(&read(pid, "stat")?).ok_or_else(|| bad("/proc/PID/stat"))?;
+    let field = |n| stat.field(n).ok_or_else(|| bad("/proc/PID/stat"));
+    let ids = |key: &str| {
+        status
+            .get(key)
+            .and_then(|v| parse_ids(v))
+            .ok_or_else(|| bad(&format!("{key} in /proc/PID/status")))
+    };
+    let groups = status
+        .get("Groups")
+        .map(|g| g.split_whitespace().filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_default();
+    let umask = status
+        .get("Umask")
+        .and_then(|u| u32::from_str_radix(u, 8).ok())
+        .ok_or_else(|| bad("Umask in /proc/PID/status"))?;
+    let personality = u32::from_str_radix(read(pid, "personality")?.trim(), 16)
+        .map_err(|_| bad("/proc/PID/personality"))?;
+
+    let auxv_path = format!("/proc/{pid}/auxv");
+    let auxv = fs::read(&auxv_path).map_err(|source| DumpError::Proc {
+        pid,
+        path: auxv_path,
+        source,
+    })?;
+    let mm = MmFields {
+        start_code: field(26)?,
+        end_code: field(27)?,
+        start_stack: field(28)?,
+        start_data: field(45)?,
+        end_data: field(46)?,
+        start_brk: field(47)?,
+        brk,
+        arg_start: field(48)?,
+        arg_end: field(49)?,
+        env_start: field(50)?,
+        env_end: field(51)?,
+        auxv: parse_auxv(&auxv),
+    };
+
+    let exe_link = link(pid, "exe")?;
+    if exe_link.ends_with(" (deleted)") {
+        return Err(DumpError::UnsupportedProcess {
+            pid,
+            what: format!("a deleted executable ({exe_link})"),
+        });
+    }
+    let exe_meta = fs::metadata(format!("/proc/{pid}/exe")).map_err(|source| DumpError::Proc {
+        pid,
+        path: format!("/proc/{pid}/exe"),
+        source,
+    })?;
+
+    let mut rlimits = Vec::new();
+    for &(resource, name) in RLIMITS {
+        let mut old = libc::rlimit64 {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: prlimit64 reads another process's limit into the local.
+        let r = unsafe { libc::prlimit64(pid, resource as _, std::ptr::null(), &mut old) };
+        if r != 0 {
+            return Err(DumpError::Ptrace {
+                pid,
+                what: "prlimit",
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        rlimits.push(Rlimit {
+            resource,
+            name: name.to_string(),
+            soft: old.rlim_cur,
+            hard: old.rlim_max,
+        });
+    }
+
+    Ok(ProcessImage {
+        pid,
+        ppid: stat.field_i64(4).ok_or_else(|| bad("ppid"))? as i32,
+        pgid: stat.field_i64(5).ok_or_else(|| bad("pgid"))? as i32,
+        sid: stat.field_i64(6).ok_or_else(|| bad("sid"))? as i32,
+        comm: read(pid, "comm")?.trim_end_matches('\n').to_string(),
+        exe: file_ref(&exe_link, &exe_meta),
+        creds: Creds {
+            uid: ids("Uid")?,
+            gid: ids("Gid")?,
+            groups,
+        },
+        cwd: link(pid, "cwd")?,
+        root: link(pid, "root")?,
+        umask,
+        personality,
+        rlimits,
+        mm,
+        vmas: Vec::new(),
+        threads: Vec::new(),
+        sigactions: Vec::new(),
+        shared_pending: Vec::new(),
+        files: Vec::new(),
+        fds: Vec::new(),
+    })
+}

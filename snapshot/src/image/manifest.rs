@@ -1,0 +1,333 @@
+//! The manifest: everything about a checkpointed process but its page
+//! contents. See docs/snapshot-format.md; bump [`super::FORMAT_VERSION`] on
+//! any change that an older reader would misread.
+
+use serde::{Deserialize, Serialize};
+
+use crate::sys::Regs;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    /// Seconds since the epoch when the checkpoint was taken.
+    pub created_unix: u64,
+    /// The snaprun release that wrote it (informative).
+    pub snaprun_version: String,
+    /// `uname -r` of the kernel it was taken on.
+    pub kernel: String,
+    pub processes: Vec<ProcessImage>,
+    /// The page data file and its size.
+    pub pages: PagesFile,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PagesFile {
+    pub file: String,
+    pub size: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ProcessImage {
+    pub pid: i32,
+    pub ppid: i32,
+    pub pgid: i32,
+    pub sid: i32,
+    pub comm: String,
+    pub exe: FileRef,
+    pub creds: Creds,
+    pub cwd: String,
+    pub root: String,
+    pub umask: u32,
+    pub personality: u32,
+    pub rlimits: Vec<Rlimit>,
+    pub mm: MmFields,
+    pub vmas: Vec<Vma>,
+    pub threads: Vec<ThreadImage>,
+    pub sigactions: Vec<SigAction>,
+    /// Signals pending for the whole process.
+    pub shared_pending: Vec<PendingSignal>,
+    pub files: Vec<OpenFile>,
+    pub fds: Vec<Fd>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Creds {
+    /// Real, effective, saved, filesystem.
+    pub uid: [u32; 4],
+    pub gid: [u32; 4],
+    pub groups: Vec<u32>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Rlimit {
+    pub resource: u32,
+    pub name: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct MmFields {
+    pub start_code: u64,
+    pub end_code: u64,
+    pub start_data: u64,
+    pub end_data: u64,
+    pub start_brk: u64,
+    pub brk: u64,
+    pub start_stack: u64,
+    pub arg_start: u64,
+    pub arg_end: u64,
+    pub env_start: u64,
+    pub env_end: u64,
+    /// The saved auxiliary vector as (type, value) words, AT_NULL last.
+    pub auxv: Vec<u64>,
+}
+
+/// A file as seen at checkpoint, so that restore can tell if it changed.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileRef {
+    pub path: String,
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum VmaKind {
+    /// Private anonymous memory (including `[anon:NAME]`).
+    Anon,
+    Heap,
+    Stack,
+    /// A private mapping of a file: pages copied on write are dumped, the
+    /// others come from the file.
+    FilePrivate,
+    /// A shared mapping of a file: nothing dumped, the file holds it.
+    FileShared,
+    /// Shared anonymous memory (`/dev/zero (deleted)`): dumped whole.
+    SharedAnon,
+    Vdso,
+    Vvar,
+    VvarVclock,
+}
+
+impl VmaKind {
+    /// Mappings the kernel places (moved with the vDSO), not mapped by us.
+    pub fn is_special(self) -> bool {
+        matches!(self, Self::Vdso | Self::Vvar | Self::VvarVclock)
+    }
+}
+
+/// Per-mapping attributes from `VmFlags`, re-applied with madvise/mlock.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VmaAdvice {
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub growsdown: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hugepage: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nohugepage: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dontfork: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dontdump: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wipeonfork: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub locked: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub noreserve: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mergeable: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Vma {
+    pub start: u64,
+    pub end: u64,
+    /// `PROT_*` bits.
+    pub prot: u32,
+    pub kind: VmaKind,
+    /// The backing file of a file mapping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileRef>,
+    /// Offset into the file, in bytes.
+    #[serde(default)]
+    pub offset: u64,
+    /// The name after the address range in `/proc/PID/maps` (informative).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default)]
+    pub advice: VmaAdvice,
+    /// The dumped pages, in address order.
+    pub runs: Vec<PageRun>,
+}
+
+impl Vma {
+    pub fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+
+    pub fn dumped_bytes(&self) -> u64 {
+        self.runs.iter().map(|r| r.len).sum()
+    }
+}
+
+/// A run of pages of one VMA, stored in the pages file.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PageRun {
+    /// Offset of the first page from the VMA's start, in bytes.
+    pub vma_offset: u64,
+    /// Length in bytes (a multiple of the page size).
+    pub len: u64,
+    /// Where the bytes are in the pages file.
+    pub data_offset: u64,
+    /// BLAKE3 of the bytes, hex: the chunk's name.
+    pub digest: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ThreadImage {
+    pub tid: i32,
+    pub regs: Regs,
+    /// The XSAVE area (`NT_X86_XSTATE`), hex.
+    pub xsave: String,
+    pub sigmask: u64,
+    /// Signals pending for this thread only.
+    pub pending: Vec<PendingSignal>,
+    pub altstack: AltStack,
+    pub clear_tid_address: u64,
+    pub robust_list: RobustList,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rseq: Option<Rseq>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AltStack {
+    pub sp: u64,
+    pub flags: i32,
+    pub size: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RobustList {
+    pub head: u64,
+    pub len: u64,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Rseq {
+    pub address: u64,
+    pub len: u32,
+    pub signature: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PendingSignal {
+    pub signo: i32,
+    /// The raw `siginfo_t` (128 bytes), hex.
+    pub siginfo: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SigAction {
+    pub signo: i32,
+    /// `SIG_DFL` (0), `SIG_IGN` (1) or the handler's address.
+    pub handler: u64,
+    pub flags: u64,
+    pub restorer: u64,
+    pub mask: u64,
+}
+
+/// An open file description; several fds may share one (dup).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct OpenFile {
+    pub id: u32,
+    /// `f_flags` without `O_CLOEXEC` (that one is per fd).
+    pub flags: u32,
+    pub kind: FileKind,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FileKind {
+    Regular {
+        file: FileRef,
+        pos: u64,
+    },
+    Directory {
+        path: String,
+        pos: u64,
+    },
+    CharDevice {
+        path: String,
+        major: u32,
+        minor: u32,
+    },
+    /// A named FIFO, empty at checkpoint.
+    Fifo {
+        path: String,
+    },
+    /// One end of a pipe whose both ends are in the process.
+    Pipe {
+        /// The pipe's inode: both ends share it.
+        inode: u64,
+        write_end: bool,
+        capacity: u32,
+        /// Buffered bytes (on the read end's entry), stored like pages.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data: Option<PageRun>,
+    },
+    /// A TCP socket in LISTEN state.
+    TcpListen {
+        family: i32,
+        address: String,
+        port: u16,
+        options: SocketOptions,
+    },
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SocketOptions {
+    pub reuseaddr: bool,
+    pub reuseport: bool,
+    pub v6only: bool,
+    pub nodelay: bool,
+    pub backlog: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Fd {
+    pub fd: i32,
+    pub file: u32,
+    pub cloexec: bool,
+}
+
+impl FileKind {
+    /// A short description for humans (`inspect`, errors).
+    pub fn describe(&self) -> String {
+        match self {
+            FileKind::Regular { file, pos } => format!("file {} @{pos}", file.path),
+            FileKind::Directory { path, .. } => format!("dir {path}"),
+            FileKind::CharDevice { path, major, minor } => format!("chr {path} ({major}:{minor})"),
+            FileKind::Fifo { path } => format!("fifo {path}"),
+            FileKind::Pipe {
+                inode,
+                write_end,
+                data,
+                ..
+            } => format!(
+                "pipe:[{inode}] {}{}",
+                if *write_end { "write" } else { "read" },
+                data.as_ref()
+                    .map(|d| format!(" ({} bytes buffered)", d.len))
+                    .unwrap_or_default()
+            ),
+            FileKind::TcpListen { address, port, .. } => format!("tcp listen {address}:{port}"),
+        }
+    }
+}

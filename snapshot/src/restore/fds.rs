@@ -1,0 +1,319 @@
+//! Recreating the fd table inside the target: each open file description
+//! once (opened, or created, by injected syscalls, so paths resolve in the
+//! target's mount namespace), then placed at its fd numbers with `dup3`.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::image::{FileKind, Image, OpenFile, ProcessImage, SocketOptions};
+use crate::sys::remote::{Remote, Scratch};
+
+use super::RestoreError;
+
+/// `f_flags` that can be given back to `open`; the others (O_CREAT,
+/// O_TRUNC, O_EXCL, O_NOCTTY) only mattered when the file was first
+/// opened, and O_CLOEXEC is per fd.
+const REOPEN_FLAGS: i32 = libc::O_ACCMODE
+    | libc::O_APPEND
+    | libc::O_NONBLOCK
+    | libc::O_DSYNC
+    | libc::O_SYNC
+    | libc::O_DIRECT
+    | libc::O_NOATIME
+    | libc::O_DIRECTORY
+    | libc::O_NOFOLLOW
+    | libc::O_PATH
+    | libc::O_LARGEFILE;
+
+fn fd_err(pid: i32, fd: i32, reason: String) -> RestoreError {
+    RestoreError::Fd { pid, fd, reason }
+}
+
+/// Closes every fd the stub inherited.
+pub fn close_all(remote: &mut dyn Remote) -> Result<(), RestoreError> {
+    remote.syscall("close_range", libc::SYS_close_range, &[0, u32::MAX as u64, 0])?;
+    Ok(())
+}
+
+pub fn restore_fds(
+    remote: &mut dyn Remote,
+    scratch: &mut Scratch,
+    image: &Image,
+    p: &ProcessImage,
+) -> Result<(), RestoreError> {
+    let targets: BTreeSet<i32> = p.fds.iter().map(|f| f.fd).collect();
+    let high = targets.iter().next_back().map(|m| m + 1).unwrap_or(0);
+    let mut by_file: HashMap<u32, Vec<&crate::image::Fd>> = HashMap::new();
+    for fd in &p.fds {
+        by_file.entry(fd.file).or_default().push(fd);
+    }
+    // Pipes are created both ends at once: the end not yet placed waits
+    // here, keyed by the pipe's inode and which end it is.
+    let mut pipe_ends: HashMap<(u64, bool), u64> = HashMap::new();
+    for file in &p.files {
+        let Some(fds) = by_file.get(&file.id) else {
+            continue;
+        };
+        let first = fds[0].fd;
+        let tmp = match &file.kind {
+            FileKind::Pipe { inode, write_end, .. } => match pipe_ends.remove(&(*inode, *write_end)) {
+                Some(fd) => fd,
+                None => {
+                    let (r, w) = create_pipe(remote, scratch, image, p, *inode, first, high)?;
+                    let (mine, other) = if *write_end { (w, r) } else { (r, w) };
+                    pipe_ends.insert((*inode, !*write_end), other);
+                    mine
+                }
+            },
+            _ => open_file(remote, scratch, file, first)?,
+        };
+        // Keep the new description away from fd numbers still to be placed.
+        let tmp = if tmp as i32 != first && targets.contains(&(tmp as i32)) {
+            let moved = remote.syscall("fcntl(F_DUPFD)", libc::SYS_fcntl, &[tmp, libc::F_DUPFD as u64, high as u64])?;
+            remote.syscall("close", libc::SYS_close, &[tmp])?;
+            moved
+        } else {
+            tmp
+        };
+        for fd in fds {
+            let flags = if fd.cloexec { libc::O_CLOEXEC } else { 0 };
+            if tmp as i32 == fd.fd {
+                remote.syscall(
+                    &format!("fcntl(F_SETFD) fd {}", fd.fd),
+                    libc::SYS_fcntl,
+                    &[tmp, libc::F_SETFD as u64, if fd.cloexec { libc::FD_CLOEXEC as u64 } else { 0 }],
+                )?;
+            } else {
+                remote.syscall(
+                    &format!("dup3 to fd {}", fd.fd),
+                    libc::SYS_dup3,
+                    &[tmp, fd.fd as u64, flags as u64],
+                )?;
+            }
+        }
+        if !fds.iter().any(|f| f.fd == tmp as i32) {
+            remote.syscall("close", libc::SYS_close, &[tmp])?;
+        }
+    }
+    // Pipe ends that no fd refers to (cannot happen for a valid image, as
+    // checkpoint requires both ends) are closed.
+    for (_, fd) in pipe_ends {
+        remote.syscall("close", libc::SYS_close, &[fd])?;
+    }
+    Ok(())
+}
+
+fn open_file(remote: &mut dyn Remote, scratch: &mut Scratch, file: &OpenFile, fd: i32) -> Result<u64, RestoreError> {
+    let pid = remote.pid();
+    let flags = file.flags as i32 & REOPEN_FLAGS;
+    let open = |remote: &mut dyn Remote, scratch: &mut Scratch, path: &str, flags: i32| {
+        let p = scratch.put_cstr(remote, path)?;
+        let r = remote
+            .syscall(&format!("fd {fd}: open {path}"), libc::SYS_openat, &[libc::AT_FDCWD as u64, p, flags as u64, 0])
+            .map_err(RestoreError::from);
+        scratch.reset();
+        r
+    };
+    let seek = |remote: &mut dyn Remote, new: u64, pos: u64| -> Result<(), RestoreError> {
+        let at = remote.syscall(&format!("fd {fd}: lseek"), libc::SYS_lseek, &[new, pos, libc::SEEK_SET as u64])?;
+        if at != pos {
+            return Err(fd_err(pid, fd, format!("lseek to {pos} landed at {at}")));
+        }
+        Ok(())
+    };
+    match &file.kind {
+        FileKind::Regular { file: f, pos } => {
+            let new = open(remote, scratch, &f.path, flags)?;
+            if flags & libc::O_PATH == 0 {
+                seek(remote, new, *pos)?;
+            }
+            Ok(new)
+        }
+        FileKind::Directory { path, pos } => {
+            let new = open(remote, scratch, path, flags | libc::O_DIRECTORY)?;
+            if *pos != 0 && flags & libc::O_PATH == 0 {
+                seek(remote, new, *pos)?;
+            }
+            Ok(new)
+        }
+        FileKind::CharDevice { path, .. } => open(remote, scratch, path, flags),
+        FileKind::Fifo { path } => {
+            // Opening a FIFO blocks until the other end is opened, unless
+            // non-blocking; the real flags are set after.
+            let new = open(remote, scratch, path, flags | libc::O_NONBLOCK)?;
+            remote.syscall(&format!("fd {fd}: fcntl(F_SETFL)"), libc::SYS_fcntl, &[new, libc::F_SETFL as u64, flags as u64])?;
+            Ok(new)
+        }
+        FileKind::TcpListen {
+            family,
+            address,
+            port,
+            options,
+        } => listen_socket(remote, scratch, fd, file.flags as i32, *family, address, *port, options),
+        FileKind::Pipe { .. } => unreachable!("pipes are created by create_pipe"),
+    }
+}
+
+/// `sockaddr_in`/`sockaddr_in6` bytes for an address and port.
+pub fn sockaddr(family: i32, address: &str, port: u16) -> Result<Vec<u8>, String> {
+    match family {
+        libc::AF_INET => {
+            let ip: std::net::Ipv4Addr = address.parse().map_err(|_| format!("bad IPv4 address {address}"))?;
+            let mut b = vec![0u8; 16];
+            b[0..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+            b[2..4].copy_from_slice(&port.to_be_bytes());
+            b[4..8].copy_from_slice(&ip.octets());
+            Ok(b)
+        }
+        libc::AF_INET6 => {
+            let ip: std::net::Ipv6Addr = address.parse().map_err(|_| format!("bad IPv6 address {address}"))?;
+            let mut b = vec![0u8; 28];
+            b[0..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+            b[2..4].copy_from_slice(&port.to_be_bytes());
+            b[8..24].copy_from_slice(&ip.octets());
+            Ok(b)
+        }
+        f => Err(format!("address family {f}")),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn listen_socket(
+    remote: &mut dyn Remote,
+    scratch: &mut Scratch,
+    fd: i32,
+    flags: i32,
+    family: i32,
+    address: &str,
+    port: u16,
+    options: &SocketOptions,
+) -> Result<u64, RestoreError> {
+    let pid = remote.pid();
+    let what = format!("fd {fd}: tcp {address}:{port}");
+    let ty = libc::SOCK_STREAM | if flags & libc::O_NONBLOCK != 0 { libc::SOCK_NONBLOCK } else { 0 };
+    let s = remote.syscall(&format!("{what}: socket"), libc::SYS_socket, &[family as u64, ty as u64, 0])?;
+    let one = scratch.put(remote, &1i32.to_ne_bytes())?;
+    let mut opts = vec![];
+    if options.reuseaddr {
+        opts.push((libc::SOL_SOCKET, libc::SO_REUSEADDR, "SO_REUSEADDR"));
+    }
+    if options.reuseport {
+        opts.push((libc::SOL_SOCKET, libc::SO_REUSEPORT, "SO_REUSEPORT"));
+    }
+    if options.v6only {
+        opts.push((libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, "IPV6_V6ONLY"));
+    }
+    if options.nodelay {
+        opts.push((libc::IPPROTO_TCP, libc::TCP_NODELAY, "TCP_NODELAY"));
+    }
+    for (level, name, label) in opts {
+        remote.syscall(
+            &format!("{what}: setsockopt {label}"),
+            libc::SYS_setsockopt,
+            &[s, level as u64, name as u64, one, 4],
+        )?;
+    }
+    let addr = sockaddr(family, address, port).map_err(|reason| fd_err(pid, fd, reason))?;
+    let a = scratch.put(remote, &addr)?;
+    remote.syscall(&format!("{what}: bind"), libc::SYS_bind, &[s, a, addr.len() as u64])?;
+    remote.syscall(&format!("{what}: listen"), libc::SYS_listen, &[s, options.backlog as u64])?;
+    scratch.reset();
+    Ok(s)
+}
+
+/// Creates a pipe with its capacity, flags and buffered bytes; returns
+/// (read end, write end) as fds of the target.
+fn create_pipe(
+    remote: &mut dyn Remote,
+    scratch: &mut Scratch,
+    image: &Image,
+    p: &ProcessImage,
+    inode: u64,
+    fd: i32,
+    high: i32,
+) -> Result<(u64, u64), RestoreError> {
+    let pid = remote.pid();
+    let what = format!("fd {fd}: pipe:[{inode}]");
+    let ends = scratch.alloc(8);
+    remote.syscall(&format!("{what}: pipe2"), libc::SYS_pipe2, &[ends, 0])?;
+    let mut raw = [0u8; 8];
+    remote.read_mem(ends, &mut raw)?;
+    let r = i32::from_ne_bytes(raw[0..4].try_into().expect("4 bytes")) as u64;
+    let w = i32::from_ne_bytes(raw[4..8].try_into().expect("4 bytes")) as u64;
+    scratch.reset();
+    // Both ends above every fd number to be placed, so that placing one end
+    // cannot close the other.
+    let mut lift = |end: u64| -> Result<u64, RestoreError> {
+        if end as i32 >= high {
+            return Ok(end);
+        }
+        let moved = remote.syscall(&format!("{what}: F_DUPFD"), libc::SYS_fcntl, &[end, libc::F_DUPFD as u64, high as u64])?;
+        remote.syscall("close", libc::SYS_close, &[end])?;
+        Ok(moved)
+    };
+    let r = lift(r)?;
+    let w = lift(w)?;
+    let mut data = None;
+    for f in &p.files {
+        if let FileKind::Pipe {
+            inode: i,
+            write_end,
+            capacity,
+            data: d,
+        } = &f.kind
+        {
+            if *i != inode {
+                continue;
+            }
+            let end = if *write_end { w } else { r };
+            if *write_end || data.is_none() {
+                remote.syscall(
+                    &format!("{what}: F_SETPIPE_SZ {capacity}"),
+                    libc::SYS_fcntl,
+                    &[end, libc::F_SETPIPE_SZ as u64, *capacity as u64],
+                )?;
+            }
+            if let Some(run) = d {
+                data = Some(run.clone());
+            }
+        }
+    }
+    if let Some(run) = data {
+        let mut bytes = Vec::new();
+        image.read_run(&run, &mut bytes)?;
+        for piece in bytes.chunks(32 * 1024) {
+            let at = scratch.put(remote, piece)?;
+            let n = remote.syscall(&format!("{what}: write buffered data"), libc::SYS_write, &[w, at, piece.len() as u64])?;
+            scratch.reset();
+            if n as usize != piece.len() {
+                return Err(fd_err(pid, fd, format!("pipe took {n} of {} buffered bytes", piece.len())));
+            }
+        }
+    }
+    // The ends' own flags (O_NONBLOCK) are set now that the data is in.
+    for f in &p.files {
+        if let FileKind::Pipe { inode: i, write_end, .. } = &f.kind {
+            if *i == inode {
+                let end = if *write_end { w } else { r };
+                let flags = f.flags as i32 & (libc::O_NONBLOCK | libc::O_DIRECT);
+                remote.syscall(&format!("{what}: F_SETFL"), libc::SYS_fcntl, &[end, libc::F_SETFL as u64, flags as u64])?;
+            }
+        }
+    }
+    Ok((r, w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sockaddrs_are_laid_out_as_the_kernel_wants() {
+        let v4 = sockaddr(libc::AF_INET, "127.0.0.1", 8080).unwrap();
+        assert_eq!(v4.len(), 16);
+        assert_eq!(&v4[2..8], &[0x1f, 0x90, 127, 0, 0, 1]);
+        let v6 = sockaddr(libc::AF_INET6, "::1", 80).unwrap();
+        assert_eq!(v6.len(), 28);
+        assert_eq!(v6[23], 1);
+        assert!(sockaddr(libc::AF_INET, "nope", 1).is_err());
+    }
+}

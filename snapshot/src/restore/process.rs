@@ -1,0 +1,183 @@
+//! Process and thread attributes set from inside the target: cwd, umask,
+//! name, rlimits, signal handlers, the alternate stack, the clear-tid
+//! address, the robust list, rseq, pending signals and credentials.
+
+use crate::hex;
+use crate::image::{PendingSignal, ProcessImage, ThreadImage};
+use crate::sys::ptrace;
+use crate::sys::remote::{Remote, Scratch};
+use crate::sys::NSIG;
+
+use super::RestoreError;
+
+const RSEQ_FLAG_UNREGISTER: u64 = 1;
+
+/// Drops the stub's own rseq registration (its area is about to be
+/// unmapped; the kernel would fault writing to it).
+pub fn unregister_stub_rseq(remote: &mut dyn Remote) -> Result<(), RestoreError> {
+    match ptrace::get_rseq(remote.pid()) {
+        Ok(c) if c.rseq_abi_pointer != 0 => {
+            remote.syscall(
+                "rseq unregister (stub)",
+                libc::SYS_rseq,
+                &[
+                    c.rseq_abi_pointer,
+                    c.rseq_abi_size as u64,
+                    RSEQ_FLAG_UNREGISTER,
+                    c.signature as u64,
+                ],
+            )?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+pub fn set_attributes(remote: &mut dyn Remote, scratch: &mut Scratch, p: &ProcessImage) -> Result<(), RestoreError> {
+    if p.root != "/" {
+        let path = scratch.put_cstr(remote, &p.root)?;
+        remote.syscall(&format!("chroot {}", p.root), libc::SYS_chroot, &[path])?;
+        scratch.reset();
+    }
+    let path = scratch.put_cstr(remote, &p.cwd)?;
+    remote.syscall(&format!("chdir {}", p.cwd), libc::SYS_chdir, &[path])?;
+    scratch.reset();
+    remote.syscall("umask", libc::SYS_umask, &[p.umask as u64])?;
+    remote.syscall("personality", libc::SYS_personality, &[p.personality as u64])?;
+    let name = scratch.put_cstr(remote, &p.comm)?;
+    remote.syscall("prctl(PR_SET_NAME)", libc::SYS_prctl, &[libc::PR_SET_NAME as u64, name])?;
+    scratch.reset();
+    for lim in &p.rlimits {
+        let mut raw = Vec::with_capacity(16);
+        raw.extend_from_slice(&lim.soft.to_ne_bytes());
+        raw.extend_from_slice(&lim.hard.to_ne_bytes());
+        let at = scratch.put(remote, &raw)?;
+        let what = format!("prlimit {} soft {} hard {}", lim.name, lim.soft, lim.hard);
+        let r = remote.raw_syscall(&what, libc::SYS_prlimit64, &[0, lim.resource as u64, at, 0])?;
+        scratch.reset();
+        if r == -(libc::EPERM as i64) {
+            // Raising a hard limit needs CAP_SYS_RESOURCE: keep the
+            // highest allowed, and say so.
+            tracing::warn!(limit = %lim.name, soft = lim.soft, hard = lim.hard, "cannot raise this limit here; left at the restorer's");
+        } else if r < 0 {
+            remote.syscall(&what, libc::SYS_prlimit64, &[0, lim.resource as u64, at, 0])?;
+        }
+    }
+    Ok(())
+}
+
+/// Every signal's disposition: as recorded, or the default.
+pub fn set_sigactions(remote: &mut dyn Remote, scratch: &mut Scratch, p: &ProcessImage) -> Result<(), RestoreError> {
+    for sig in 1..=NSIG {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        let act = p.sigactions.iter().find(|a| a.signo == sig);
+        let words = match act {
+            Some(a) => [a.handler, a.flags, a.restorer, a.mask],
+            None => [0; 4],
+        };
+        let raw: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let at = scratch.put(remote, &raw)?;
+        remote.syscall(
+            &format!("rt_sigaction({sig})"),
+            libc::SYS_rt_sigaction,
+            &[sig as u64, at, 0, 8],
+        )?;
+        scratch.reset();
+    }
+    Ok(())
+}
+
+/// The thread's kernel-side attributes.
+pub fn set_thread(remote: &mut dyn Remote, scratch: &mut Scratch, t: &ThreadImage) -> Result<(), RestoreError> {
+    let ss = &t.altstack;
+    let mut raw = Vec::with_capacity(24);
+    let flags = if ss.flags & libc::SS_DISABLE != 0 {
+        libc::SS_DISABLE
+    } else {
+        ss.flags & !libc::SS_ONSTACK
+    };
+    let (sp, size) = if flags & libc::SS_DISABLE != 0 { (0, 0) } else { (ss.sp, ss.size) };
+    raw.extend_from_slice(&sp.to_ne_bytes());
+    raw.extend_from_slice(&flags.to_ne_bytes());
+    raw.extend_from_slice(&0i32.to_ne_bytes());
+    raw.extend_from_slice(&size.to_ne_bytes());
+    let at = scratch.put(remote, &raw)?;
+    remote.syscall("sigaltstack", libc::SYS_sigaltstack, &[at, 0])?;
+    scratch.reset();
+
+    remote.syscall("set_tid_address", libc::SYS_set_tid_address, &[t.clear_tid_address])?;
+    if t.robust_list.len != 0 {
+        remote.syscall(
+            "set_robust_list",
+            libc::SYS_set_robust_list,
+            &[t.robust_list.head, t.robust_list.len],
+        )?;
+    }
+    if let Some(r) = &t.rseq {
+        remote.syscall(
+            &format!("rseq register {:#x}", r.address),
+            libc::SYS_rseq,
+            &[r.address, r.len as u64, 0, r.signature as u64],
+        )?;
+    }
+    Ok(())
+}
+
+/// Queues the pending signals again, each with its siginfo. The target
+/// sends them to itself (which the kernel allows with any si_code). All
+/// signals are blocked while restore runs, so they stay pending.
+pub fn queue_signals(
+    remote: &mut dyn Remote,
+    scratch: &mut Scratch,
+    pid: i32,
+    tid: i32,
+    shared: &[PendingSignal],
+    thread: &[PendingSignal],
+) -> Result<(), RestoreError> {
+    for (list, per_thread) in [(shared, false), (thread, true)] {
+        for s in list {
+            let info = hex::decode(&s.siginfo).map_err(|e| RestoreError::State {
+                pid,
+                reason: format!("pending signal {}: bad siginfo: {e}", s.signo),
+            })?;
+            let at = scratch.put(remote, &info)?;
+            let what = format!("queue pending signal {}", s.signo);
+            if per_thread {
+                remote.syscall(
+                    &what,
+                    libc::SYS_rt_tgsigqueueinfo,
+                    &[pid as u64, tid as u64, s.signo as u64, at],
+                )?;
+            } else {
+                remote.syscall(&what, libc::SYS_rt_sigqueueinfo, &[pid as u64, s.signo as u64, at])?;
+            }
+            scratch.reset();
+        }
+    }
+    Ok(())
+}
+
+/// Credentials, last: after this the process may no longer be allowed to
+/// do the privileged steps above.
+pub fn set_creds(remote: &mut dyn Remote, scratch: &mut Scratch, p: &ProcessImage) -> Result<(), RestoreError> {
+    let c = &p.creds;
+    let groups: Vec<u8> = c.groups.iter().flat_map(|g| g.to_ne_bytes()).collect();
+    let at = if groups.is_empty() { 0 } else { scratch.put(remote, &groups)? };
+    remote.syscall("setgroups", libc::SYS_setgroups, &[c.groups.len() as u64, at])?;
+    scratch.reset();
+    remote.syscall(
+        "setresgid",
+        libc::SYS_setresgid,
+        &[c.gid[0] as u64, c.gid[1] as u64, c.gid[2] as u64],
+    )?;
+    remote.syscall("setfsgid", libc::SYS_setfsgid, &[c.gid[3] as u64])?;
+    remote.syscall(
+        "setresuid",
+        libc::SYS_setresuid,
+        &[c.uid[0] as u64, c.uid[1] as u64, c.uid[2] as u64],
+    )?;
+    remote.syscall("setfsuid", libc::SYS_setfsuid, &[c.uid[3] as u64])?;
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! The stub: a stopped child that restore morphs into the checkpointed
+//! process. It is created with the original pid (`clone3` + `set_tid`)
+//! when that pid is free, starts a new session, maps a trampoline
+//! (`syscall; int3` plus scratch space) at an address free in both its own
+//! and the snapshot's layout, asks to be traced, and stops.
+
+use std::io;
+
+use crate::sys::ptrace::{self, Stop};
+use crate::sys::PAGE_SIZE;
+
+use super::RestoreError;
+
+/// The trampoline: one page of code, the rest scratch (paths, structs,
+/// pipe data) and the stack of injected calls.
+pub const TRAMPOLINE_LEN: u64 = 64 * PAGE_SIZE;
+/// Room kept free around the trampoline (and so below a growing stack).
+const GUARD: u64 = 1 << 20;
+/// Highest user address on x86_64 with 4-level page tables.
+pub const TASK_SIZE: u64 = 0x7fff_ffff_f000;
+
+/// `struct clone_args`, version 2 (with `set_tid`, `cgroup`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<CloneArgs>() == 88);
+
+/// Picks where the trampoline goes: the highest gap, below the usual
+/// mmap area's top, that is at least `len` plus guards away from every
+/// range in `occupied`.
+pub fn choose_trampoline(occupied: &[(u64, u64)], len: u64) -> Option<u64> {
+    let mut ranges: Vec<(u64, u64)> = occupied.to_vec();
+    ranges.push((TASK_SIZE - GUARD, TASK_SIZE));
+    ranges.sort_unstable();
+    let mut gaps = Vec::new();
+    let mut prev_end = 0x1000_0000u64;
+    for (s, e) in ranges {
+        if s > prev_end {
+            gaps.push((prev_end, s));
+        }
+        prev_end = prev_end.max(e);
+    }
+    gaps.into_iter()
+        .rev()
+        .find(|(s, e)| e - s >= len + 2 * GUARD)
+        .map(|(_, e)| (e - GUARD - len) & !(PAGE_SIZE - 1))
+}
+
+/// Address ranges of this process (the stub starts as a copy of it).
+pub fn own_ranges() -> io::Result<Vec<(u64, u64)>> {
+    let text = std::fs::read_to_string("/proc/self/maps")?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let (s, e) = l.split(' ').next()?.split_once('-')?;
+            Some((u64::from_str_radix(s, 16).ok()?, u64::from_str_radix(e, 16).ok()?))
+        })
+        .collect())
+}
+
+/// The stopped, traced stub. Killed and reaped on drop unless
+/// [`Stub::release`]d.
+pub struct Stub {
+    pub pid: i32,
+    pub trampoline: u64,
+    /// Whether the stub got the pid it asked for.
+    pub pid_kept: bool,
+    live: bool,
+}
+
+impl Stub {
+    /// Creates the stub, with pid `want_pid` if that is free.
+    pub fn spawn(want_pid: i32, trampoline: u64) -> Result<Self, RestoreError> {
+        match Self::clone_stub(Some(want_pid), trampoline) {
+            Ok(stub) => Ok(stub),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                tracing::warn!(
+                    pid = want_pid,
+                    "pid is in use; restoring under another pid (glibc's cached tid will be stale)"
+                );
+                Self::clone_stub(None, trampoline).map_err(RestoreError::Spawn)
+            }
+            Err(e) => Err(RestoreError::Spawn(e)),
+        }
+    }
+
+    fn clone_stub(want_pid: Option<i32>, trampoline: u64) -> io::Result<Self> {
+        let tid = want_pid.unwrap_or(0);
+        let args = CloneArgs {
+            exit_signal: libc::SIGCHLD as u64,
+            set_tid: if want_pid.is_some() { &tid as *const i32 as u64 } else { 0 },
+            set_tid_size: want_pid.is_some() as u64,
+            ..Default::default()
+        };
+        // SAFETY: clone3 without CLONE_VM is a fork: the child gets a copy of
+        // this (single-threaded) process and runs only `stub_main`, which
+        // makes raw syscalls and never returns.
+        let pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &args as *const CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        if pid < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if pid == 0 {
+            stub_main(trampoline);
+        }
+        let pid = pid as i32;
+        let mut stub = Self {
+            pid,
+            trampoline,
+            pid_kept: want_pid == Some(pid),
+            live: true,
+        };
+        match ptrace::wait(pid)? {
+            Stop::Signal { sig, .. } if sig == libc::SIGSTOP => {}
+            other => {
+                stub.live = false;
+                return Err(io::Error::other(format!(
+                    "stub pid {pid} did not stop as expected: {other:?} ({})",
+                    stub_exit_reason(other)
+                )));
+            }
+        }
+        ptrace::set_options(
+            pid,
+            ptrace::PTRACE_O_EXITKILL | ptrace::PTRACE_O_TRACESYSGOOD,
+        )?;
+        Ok(stub)
+    }
+
+    /// Lets the restored process go: from now on it is not killed when
+    /// this value is dropped.
+    pub fn release(mut self) {
+        self.live = false;
+    }
+}
+
+fn stub_exit_reason(stop: Stop) -> &'static str {
+    match stop {
+        Stop::Exited(120) => "PTRACE_TRACEME failed",
+        Stop::Exited(121) => "could not map the trampoline",
+        _ => "unexpected",
+    }
+}
+
+impl Drop for Stub {
+    fn drop(&mut self) {
+        if self.live {
+            // SAFETY: kill and waitpid on our own child; no memory involved
+            // but the status local.
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+                let mut status = 0;
+                libc::waitpid(self.pid, &mut status, libc::__WALL);
+            }
+        }
+    }
+}
+
+/// The child side of [`Stub::spawn`]. Only raw syscalls: the child of a
+/// fork may not allocate or take locks.
+fn stub_main(trampoline: u64) -> ! {
+    // SAFETY: raw syscalls on the child's own state. The trampoline is
+    // mapped with MAP_FIXED_NOREPLACE at an address the parent chose free,
+    // and the three code bytes are written inside that fresh mapping.
+    unsafe {
+        libc::setsid();
+        if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) != 0 {
+            libc::_exit(120);
+        }
+        let p = libc::mmap(
+            trampoline as *mut libc::c_void,
+            TRAMPOLINE_LEN as usize,
+            libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        );
+        if p as u64 != trampoline {
+            libc::_exit(121);
+        }
+        let code = trampoline as *mut u8;
+        // syscall; int3
+        code.write(0x0f);
+        code.add(1).write(0x05);
+        code.add(2).write(0xcc);
+        let me = libc::syscall(libc::SYS_getpid);
+        libc::syscall(libc::SYS_kill, me, libc::SIGSTOP);
+        libc::_exit(122);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trampoline_goes_in_the_highest_gap_that_fits() {
+        let occupied = [
+            (0x5555_0000_0000, 0x5555_0010_0000),
+            (0x7fff_0000_0000, 0x7fff_ff00_0000),
+        ];
+        let at = choose_trampoline(&occupied, TRAMPOLINE_LEN).unwrap();
+        assert!(at + TRAMPOLINE_LEN + GUARD <= 0x7fff_0000_0000);
+        assert!(at >= 0x5555_0010_0000 + GUARD);
+        assert_eq!(at % PAGE_SIZE, 0);
+        for (s, e) in occupied {
+            assert!(at + TRAMPOLINE_LEN <= s || at >= e);
+        }
+    }
+
+    #[test]
+    fn no_gap_no_trampoline() {
+        assert_eq!(choose_trampoline(&[(0, TASK_SIZE)], TRAMPOLINE_LEN), None);
+    }
+}

@@ -59,12 +59,19 @@ const CORRUPT_WORDS: &[&str] = &[
     "pages.img",
 ];
 
-/// One byte flipped in the middle of pages.img.
+/// The pages file the manifest names (`pages-*.img`).
+fn pages_file(img: &std::path::Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(img.join("manifest.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    img.join(v["manifest"]["pages"]["file"].as_str().unwrap())
+}
+
+/// One byte flipped in the middle of the pages file.
 #[test]
 fn corrupt_page_byte_is_refused() {
     damaged_image(
         |img| {
-            let path = img.join("pages.img");
+            let path = pages_file(img);
             let len = file_len(&path);
             assert!(len > 0, "pages.img is empty");
             let mut f = OpenOptions::new()
@@ -88,7 +95,7 @@ fn corrupt_page_byte_is_refused() {
 fn truncated_pages_are_refused() {
     damaged_image(
         |img| {
-            let path = img.join("pages.img");
+            let path = pages_file(img);
             let len = file_len(&path);
             OpenOptions::new()
                 .write(true)

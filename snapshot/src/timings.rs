@@ -42,7 +42,12 @@ impl fmt::Display for Timings {
         for (name, d) in &self.phases {
             writeln!(f, "  {name:<14} {:>10.3} ms", d.as_secs_f64() * 1e3)?;
         }
-        write!(f, "  {:<14} {:>10.3} ms", "total", self.total().as_secs_f64() * 1e3)
+        write!(
+            f,
+            "  {:<14} {:>10.3} ms",
+            "total",
+            self.total().as_secs_f64() * 1e3
+        )
     }
 }
 

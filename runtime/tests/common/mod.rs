@@ -266,13 +266,24 @@ impl Case {
             .open(path.join("out.log"))
             .expect("open out.log");
         let log2 = log.try_clone().expect("dup out.log");
-        let child = Command::new(&exe)
-            .arg(&path)
+        let mut cmd = Command::new(&exe);
+        cmd.arg(&path)
             .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log)
-            .stderr(log2)
+            .stderr(log2);
+        // The program must hold only the fds it sets up: whatever the test
+        // runner leaked (a pipe to a CI driver, say) is closed.
+        // SAFETY: close_range is async-signal-safe; it runs in the child
+        // between fork and exec and touches no memory.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+                Ok(())
+            });
+        }
+        let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", exe.display()));
         let pid = child.id() as i32;

@@ -103,8 +103,15 @@ pub fn dump_fds(pid: i32, writer: &mut ImageWriter) -> Result<(Vec<OpenFile>, Ve
         };
         let info = parse_fdinfo(&info_text).map_err(|reason| DumpError::Fd { pid, fd, reason })?;
         let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
-        if let Some(&(id, _)) = representative.iter().find(|(_, rep)| same_file(pid, *rep, fd)) {
-            fds.push(Fd { fd, file: id, cloexec });
+        if let Some(&(id, _)) = representative
+            .iter()
+            .find(|(_, rep)| same_file(pid, *rep, fd))
+        {
+            fds.push(Fd {
+                fd,
+                file: id,
+                cloexec,
+            });
             continue;
         }
         let kind = dump_file(pid, fd, &info, &pidfd, writer)?;
@@ -115,7 +122,11 @@ pub fn dump_fds(pid: i32, writer: &mut ImageWriter) -> Result<(Vec<OpenFile>, Ve
             kind,
         });
         representative.push((id, fd));
-        fds.push(Fd { fd, file: id, cloexec });
+        fds.push(Fd {
+            fd,
+            file: id,
+            cloexec,
+        });
     }
     check_pipes(pid, &files, &fds)?;
     Ok((files, fds))
@@ -125,7 +136,10 @@ pub fn dump_fds(pid: i32, writer: &mut ImageWriter) -> Result<(Vec<OpenFile>, Ve
 fn check_pipes(pid: i32, files: &[OpenFile], fds: &[Fd]) -> Result<(), DumpError> {
     let mut ends: HashMap<u64, (u32, u32)> = HashMap::new();
     for f in files {
-        if let FileKind::Pipe { inode, write_end, .. } = f.kind {
+        if let FileKind::Pipe {
+            inode, write_end, ..
+        } = f.kind
+        {
             let e = ends.entry(inode).or_default();
             if write_end {
                 e.1 += 1
@@ -178,8 +192,13 @@ fn dump_file(
         let sock = pidfd.get_fd(pid, fd)?;
         return dump_socket(sock, info).map_err(unsupported);
     }
-    if let Some(ino) = link.strip_prefix("pipe:[").and_then(|s| s.strip_suffix(']')) {
-        let inode: u64 = ino.parse().map_err(|_| unsupported(format!("odd pipe {link}")))?;
+    if let Some(ino) = link
+        .strip_prefix("pipe:[")
+        .and_then(|s| s.strip_suffix(']'))
+    {
+        let inode: u64 = ino
+            .parse()
+            .map_err(|_| unsupported(format!("odd pipe {link}")))?;
         let dup = pidfd.get_fd(pid, fd)?;
         return dump_pipe(pid, fd, inode, info, dup, writer);
     }
@@ -209,19 +228,27 @@ fn dump_file(
         let rdev = meta.rdev();
         let (major, minor) = (libc::major(rdev), libc::minor(rdev));
         if PORTABLE_CHAR_DEVICES.contains(&(major, minor)) {
-            Ok(FileKind::CharDevice { path: link, major, minor })
+            Ok(FileKind::CharDevice {
+                path: link,
+                major,
+                minor,
+            })
         } else if link.starts_with("/dev/nvidia") {
             Err(unsupported(format!(
                 "GPU device {link} (CUDA processes need the GPU checkpoint, not supported yet)"
             )))
         } else {
-            Err(unsupported(format!("character device {link} ({major}:{minor})")))
+            Err(unsupported(format!(
+                "character device {link} ({major}:{minor})"
+            )))
         }
     } else if ft.is_fifo() {
         let dup = pidfd.get_fd(pid, fd)?;
         let queued = fionread(&dup).map_err(|e| unsupported(format!("fifo {link}: {e}")))?;
         if queued > 0 {
-            return Err(unsupported(format!("fifo {link} with {queued} unread bytes")));
+            return Err(unsupported(format!(
+                "fifo {link} with {queued} unread bytes"
+            )));
         }
         Ok(FileKind::Fifo { path: link })
     } else {
@@ -251,13 +278,17 @@ fn dump_pipe(
     // SAFETY: fcntl on an fd we own; no memory involved.
     let capacity = unsafe { libc::fcntl(dup.as_raw_fd(), libc::F_GETPIPE_SZ) };
     if capacity < 0 {
-        return Err(err(format!("F_GETPIPE_SZ: {}", std::io::Error::last_os_error())));
+        return Err(err(format!(
+            "F_GETPIPE_SZ: {}",
+            std::io::Error::last_os_error()
+        )));
     }
     let mut data = None;
     if !write_end {
         let queued = fionread(&dup).map_err(|e| err(format!("FIONREAD: {e}")))? as usize;
         if queued > 0 {
-            let bytes = peek_pipe(&dup, queued, capacity).map_err(|e| err(format!("reading buffered pipe data: {e}")))?;
+            let bytes = peek_pipe(&dup, queued, capacity)
+                .map_err(|e| err(format!("reading buffered pipe data: {e}")))?;
             data = Some(writer.add(&bytes)?);
         }
     }
@@ -294,7 +325,9 @@ fn peek_pipe(src: &OwnedFd, queued: usize, capacity: i32) -> std::io::Result<Vec
         return Err(std::io::Error::last_os_error());
     }
     if n as usize != queued {
-        return Err(std::io::Error::other(format!("tee copied {n} of {queued} bytes")));
+        return Err(std::io::Error::other(format!(
+            "tee copied {n} of {queued} bytes"
+        )));
     }
     let mut out = vec![0u8; queued];
     let mut done = 0;
@@ -340,19 +373,28 @@ pub fn local_address(fd: &OwnedFd) -> std::io::Result<(String, u16)> {
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: getsockname writes at most `len` bytes into the storage.
-    if unsafe { libc::getsockname(fd.as_raw_fd(), (&mut ss as *mut libc::sockaddr_storage).cast(), &mut len) } < 0 {
+    if unsafe {
+        libc::getsockname(
+            fd.as_raw_fd(),
+            (&mut ss as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    } < 0
+    {
         return Err(std::io::Error::last_os_error());
     }
     match ss.ss_family as i32 {
         libc::AF_INET => {
             // SAFETY: the family says the storage holds a sockaddr_in.
-            let sin: &libc::sockaddr_in = unsafe { &*(&ss as *const libc::sockaddr_storage).cast() };
+            let sin: &libc::sockaddr_in =
+                unsafe { &*(&ss as *const libc::sockaddr_storage).cast() };
             let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
             Ok((ip.to_string(), u16::from_be(sin.sin_port)))
         }
         libc::AF_INET6 => {
             // SAFETY: the family says the storage holds a sockaddr_in6.
-            let sin6: &libc::sockaddr_in6 = unsafe { &*(&ss as *const libc::sockaddr_storage).cast() };
+            let sin6: &libc::sockaddr_in6 =
+                unsafe { &*(&ss as *const libc::sockaddr_storage).cast() };
             let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
             Ok((ip.to_string(), u16::from_be(sin6.sin6_port)))
         }
@@ -361,7 +403,9 @@ pub fn local_address(fd: &OwnedFd) -> std::io::Result<(String, u16)> {
 }
 
 fn dump_socket(sock: OwnedFd, _info: &crate::sys::proc::FdInfo) -> Result<FileKind, String> {
-    let opt = |level, name| getsockopt_int(&sock, level, name).map_err(|e| format!("socket: getsockopt: {e}"));
+    let opt = |level, name| {
+        getsockopt_int(&sock, level, name).map_err(|e| format!("socket: getsockopt: {e}"))
+    };
     let family = opt(libc::SOL_SOCKET, libc::SO_DOMAIN)?;
     let ty = opt(libc::SOL_SOCKET, libc::SO_TYPE)?;
     let listening = opt(libc::SOL_SOCKET, libc::SO_ACCEPTCONN)? != 0;
@@ -381,7 +425,11 @@ fn dump_socket(sock: OwnedFd, _info: &crate::sys::proc::FdInfo) -> Result<FileKi
     };
     let inet = family == libc::AF_INET || family == libc::AF_INET6;
     if !(inet && ty == libc::SOCK_STREAM && listening) {
-        let state = if listening { "listening" } else { "not listening" };
+        let state = if listening {
+            "listening"
+        } else {
+            "not listening"
+        };
         return Err(format!("{family_name} {type_name} socket ({state})"));
     }
     let (address, port) = local_address(&sock).map_err(|e| format!("socket: getsockname: {e}"))?;

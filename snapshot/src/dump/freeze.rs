@@ -53,9 +53,7 @@ impl Frozen {
                 }
                 // A signal raced with the interrupt: deliver it as it would
                 // have been; the interrupt trap stays pending.
-                Stop::Signal { sig, .. } => {
-                    ptrace::cont(pid, sig).map_err(ptrace_err("CONT"))?
-                }
+                Stop::Signal { sig, .. } => ptrace::cont(pid, sig).map_err(ptrace_err("CONT"))?,
                 Stop::Syscall => ptrace::cont(pid, 0).map_err(ptrace_err("CONT"))?,
                 Stop::Exited(_) | Stop::Killed(_) => return Err(DumpError::NoSuchProcess { pid }),
             }
@@ -157,7 +155,9 @@ mod tests {
 
     #[test]
     fn finds_syscall_after_mov_eax() {
-        let text = [0x90, 0x0f, 0x05, 0xb8, 0xe4, 0x00, 0x00, 0x00, 0x0f, 0x05, 0xc3];
+        let text = [
+            0x90, 0x0f, 0x05, 0xb8, 0xe4, 0x00, 0x00, 0x00, 0x0f, 0x05, 0xc3,
+        ];
         assert_eq!(find_vdso_syscall(&text), Some(8));
         assert_eq!(find_vdso_syscall(&[0x0f, 0x05, 0xc3]), None);
     }

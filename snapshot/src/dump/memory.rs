@@ -31,11 +31,17 @@ pub fn classify(m: &MapEntry) -> Result<Option<VmaKind>, String> {
             } else if name.starts_with("/memfd:") {
                 return Err(format!("shared memfd mapping {} ({name})", m.range()));
             } else if name.starts_with("/SYSV") {
-                return Err(format!("System V shared memory mapping {} ({name})", m.range()));
+                return Err(format!(
+                    "System V shared memory mapping {} ({name})",
+                    m.range()
+                ));
             } else if name.is_empty() || name.starts_with('[') {
                 return Err(format!("special shared mapping {} {name:?}", m.range()));
             } else if name.ends_with(" (deleted)") {
-                return Err(format!("shared mapping {} of deleted file {name}", m.range()));
+                return Err(format!(
+                    "shared mapping {} of deleted file {name}",
+                    m.range()
+                ));
             } else {
                 VmaKind::FileShared
             }
@@ -152,7 +158,11 @@ fn data_pages(f: &File, offset: u64, pages: u64) -> Vec<u64> {
         }
         // SAFETY: as above.
         let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
-        let hole = if hole < 0 { end } else { (hole as u64).min(end) };
+        let hole = if hole < 0 {
+            end
+        } else {
+            (hole as u64).min(end)
+        };
         let first = (data as u64).max(offset) / PAGE_SIZE * PAGE_SIZE;
         let mut p = first;
         while p < hole {
@@ -290,11 +300,20 @@ mod tests {
     #[test]
     fn classifies_mappings() {
         assert_eq!(classify(&entry("", false)), Ok(Some(VmaKind::Anon)));
-        assert_eq!(classify(&entry("[anon:glibc]", false)), Ok(Some(VmaKind::Anon)));
+        assert_eq!(
+            classify(&entry("[anon:glibc]", false)),
+            Ok(Some(VmaKind::Anon))
+        );
         assert_eq!(classify(&entry("[heap]", false)), Ok(Some(VmaKind::Heap)));
         assert_eq!(classify(&entry("[vsyscall]", false)), Ok(None));
-        assert_eq!(classify(&entry("/lib/x.so", false)), Ok(Some(VmaKind::FilePrivate)));
-        assert_eq!(classify(&entry("/data/f", true)), Ok(Some(VmaKind::FileShared)));
+        assert_eq!(
+            classify(&entry("/lib/x.so", false)),
+            Ok(Some(VmaKind::FilePrivate))
+        );
+        assert_eq!(
+            classify(&entry("/data/f", true)),
+            Ok(Some(VmaKind::FileShared))
+        );
         assert_eq!(
             classify(&entry("/dev/zero (deleted)", true)),
             Ok(Some(VmaKind::SharedAnon))
@@ -309,7 +328,10 @@ mod tests {
 
     #[test]
     fn groups_pages_into_bounded_runs() {
-        assert_eq!(group_pages(&[0, 1, 2, 5, 6, 9]), vec![(0, 3), (5, 2), (9, 1)]);
+        assert_eq!(
+            group_pages(&[0, 1, 2, 5, 6, 9]),
+            vec![(0, 3), (5, 2), (9, 1)]
+        );
         let many: Vec<u64> = (0..RUN_PAGES + 3).collect();
         assert_eq!(group_pages(&many), vec![(0, RUN_PAGES), (RUN_PAGES, 3)]);
     }

@@ -19,7 +19,7 @@ use std::path::Path;
 use crate::image::{ImageError, ImageWriter, Manifest, PagesFile, VmaKind};
 use crate::sys::mem::{Pagemap, ProcMem};
 use crate::sys::proc::parse_smaps;
-use crate::sys::remote::{InjectMode, Injector, RemoteError, Remote, Scratch};
+use crate::sys::remote::{InjectMode, Injector, Remote, RemoteError, Scratch};
 use crate::sys::{ptrace, PAGE_SIZE};
 use crate::Timings;
 
@@ -78,7 +78,11 @@ pub struct CheckpointReport {
 }
 
 /// Checkpoints process `pid` into the image directory `dir`.
-pub fn checkpoint(pid: i32, dir: &Path, opts: &CheckpointOptions) -> Result<CheckpointReport, DumpError> {
+pub fn checkpoint(
+    pid: i32,
+    dir: &Path,
+    opts: &CheckpointOptions,
+) -> Result<CheckpointReport, DumpError> {
     let mut t = Timings::new();
     t.phase("freeze");
     if pid <= 0 || !Path::new(&format!("/proc/{pid}")).exists() {
@@ -119,7 +123,11 @@ pub fn checkpoint(pid: i32, dir: &Path, opts: &CheckpointOptions) -> Result<Chec
     }
 }
 
-fn dump_frozen(frozen: &Frozen, writer: &mut ImageWriter, t: &mut Timings) -> Result<Manifest, DumpError> {
+fn dump_frozen(
+    frozen: &Frozen,
+    writer: &mut ImageWriter,
+    t: &mut Timings,
+) -> Result<Manifest, DumpError> {
     let pid = frozen.pid;
     t.phase("files");
     let (files, fds) = fds::dump_fds(pid, writer)?;
@@ -134,7 +142,8 @@ fn dump_frozen(frozen: &Frozen, writer: &mut ImageWriter, t: &mut Timings) -> Re
     let maps = parse_smaps(&text).map_err(|reason| DumpError::State { pid, reason })?;
     let mut kinds = Vec::with_capacity(maps.len());
     for m in &maps {
-        let kind = memory::classify(m).map_err(|what| DumpError::UnsupportedProcess { pid, what })?;
+        let kind =
+            memory::classify(m).map_err(|what| DumpError::UnsupportedProcess { pid, what })?;
         kinds.push(kind);
     }
 
@@ -145,13 +154,14 @@ fn dump_frozen(frozen: &Frozen, writer: &mut ImageWriter, t: &mut Timings) -> Re
         .map(|m| (m.start, m.end));
     let injected = inject_reads(frozen, vdso)?;
     let thread = threads::dump_thread(frozen, &injected)?;
-    let shared_pending = threads::pending(
-        ptrace::peek_siginfo(pid, true).map_err(|source| DumpError::Ptrace {
-            pid,
-            what: "PEEKSIGINFO shared",
-            source,
-        })?,
-    );
+    let shared_pending =
+        threads::pending(
+            ptrace::peek_siginfo(pid, true).map_err(|source| DumpError::Ptrace {
+                pid,
+                what: "PEEKSIGINFO shared",
+                source,
+            })?,
+        );
 
     t.phase("memory");
     // The maps are read again: injection mapped and unmapped a scratch page,
@@ -174,7 +184,9 @@ fn dump_frozen(frozen: &Frozen, writer: &mut ImageWriter, t: &mut Timings) -> Re
     })?;
     let mut vmas = Vec::with_capacity(maps.len());
     for m in &maps {
-        let Some(kind) = memory::classify(m).map_err(|what| DumpError::UnsupportedProcess { pid, what })? else {
+        let Some(kind) =
+            memory::classify(m).map_err(|what| DumpError::UnsupportedProcess { pid, what })?
+        else {
             continue;
         };
         vmas.push(memory::dump_vma(pid, m, kind, &mem, &pagemap, writer)?);
@@ -208,7 +220,10 @@ fn dump_frozen(frozen: &Frozen, writer: &mut ImageWriter, t: &mut Timings) -> Re
 
 /// Runs the syscalls that read what only the process can tell, through a
 /// scratch page mapped in it for the purpose and unmapped after.
-fn inject_reads(frozen: &Frozen, vdso: Option<(u64, u64)>) -> Result<threads::InjectedState, DumpError> {
+fn inject_reads(
+    frozen: &Frozen,
+    vdso: Option<(u64, u64)>,
+) -> Result<threads::InjectedState, DumpError> {
     let pid = frozen.pid;
     let ip = frozen.find_syscall_insn(vdso)?;
     // No signal may be delivered while the thread runs injected code.

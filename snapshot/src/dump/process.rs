@@ -39,7 +39,10 @@ fn read(pid: i32, name: &str) -> Result<String, DumpError> {
 /// Refuses, before anything is touched, what this engine cannot do yet.
 pub fn check_checkpointable(pid: i32) -> Result<(), DumpError> {
     let status = parse_status(&read(pid, "status")?);
-    let threads: u32 = status.get("Threads").and_then(|v| v.parse().ok()).unwrap_or(1);
+    let threads: u32 = status
+        .get("Threads")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     if threads > 1 {
         return Err(DumpError::UnsupportedProcess {
             pid,
@@ -95,7 +98,11 @@ pub fn dump_process(pid: i32, brk: u64) -> Result<ProcessImage, DumpError> {
     };
     let groups = status
         .get("Groups")
-        .map(|g| g.split_whitespace().filter_map(|x| x.parse().ok()).collect())
+        .map(|g| {
+            g.split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
         .unwrap_or_default();
     let umask = status
         .get("Umask")

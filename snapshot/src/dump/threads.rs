@@ -21,7 +21,10 @@ pub struct InjectedState {
 
 /// Reads sigactions, sigaltstack, the clear-tid address and brk through
 /// `remote`, using `scratch` (at least one page) as the output buffer.
-pub fn read_injected(remote: &mut dyn Remote, scratch: &mut Scratch) -> Result<InjectedState, DumpError> {
+pub fn read_injected(
+    remote: &mut dyn Remote,
+    scratch: &mut Scratch,
+) -> Result<InjectedState, DumpError> {
     let buf = scratch.alloc(64);
     let mut sigactions = Vec::new();
     for sig in 1..=NSIG {
@@ -35,7 +38,8 @@ pub fn read_injected(remote: &mut dyn Remote, scratch: &mut Scratch) -> Result<I
         )?;
         let mut raw = [0u8; 32];
         remote.read_mem(buf, &mut raw)?;
-        let word = |i: usize| u64::from_ne_bytes(raw[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let word =
+            |i: usize| u64::from_ne_bytes(raw[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
         let act = SigAction {
             signo: sig,
             handler: word(0),

@@ -107,7 +107,9 @@ impl ImageWriter {
     /// Appends bytes to the pages file and returns where they are and
     /// their digest. `vma_offset` is left 0 for the caller to set.
     pub fn add(&mut self, data: &[u8]) -> Result<PageRun, ImageError> {
-        self.pages.write_all(data).map_err(io_err(&self.pages_tmp))?;
+        self.pages
+            .write_all(data)
+            .map_err(io_err(&self.pages_tmp))?;
         let run = PageRun {
             vma_offset: 0,
             len: data.len() as u64,
@@ -194,7 +196,10 @@ impl Image {
             reason,
         };
         if meta.len() > MANIFEST_MAX {
-            return Err(bad(format!("{} bytes is over the {MANIFEST_MAX} byte cap", meta.len())));
+            return Err(bad(format!(
+                "{} bytes is over the {MANIFEST_MAX} byte cap",
+                meta.len()
+            )));
         }
         let text = fs::read(&path).map_err(io_err(&path))?;
         let envelope: Envelope =
@@ -267,7 +272,10 @@ fn validate(m: &Manifest) -> Result<(), String> {
     let check_run = |run: &PageRun, what: &str| -> Result<(), String> {
         let end = run.data_offset.checked_add(run.len);
         if end.is_none_or(|e| e > m.pages.size) {
-            return Err(format!("{what}: run {} lies outside the pages file", run.digest));
+            return Err(format!(
+                "{what}: run {} lies outside the pages file",
+                run.digest
+            ));
         }
         if run.digest.len() != 64 {
             return Err(format!("{what}: bad digest {:?}", run.digest));
@@ -303,7 +311,10 @@ fn validate(m: &Manifest) -> Result<(), String> {
         }
         for fd in &p.fds {
             if !p.files.iter().any(|f| f.id == fd.file) {
-                return Err(format!("pid {} fd {}: unknown file {}", p.pid, fd.fd, fd.file));
+                return Err(format!(
+                    "pid {} fd {}: unknown file {}",
+                    p.pid, fd.fd, fd.file
+                ));
             }
         }
     }

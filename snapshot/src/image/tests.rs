@@ -99,7 +99,10 @@ fn flipped_byte_names_the_chunk() {
     let run = img.manifest.processes[0].vmas[0].runs[1].clone();
     let err = img.read_run(&run, &mut Vec::new()).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains(&run.digest) && msg.contains("corrupt chunk"), "{msg}");
+    assert!(
+        msg.contains(&run.digest) && msg.contains("corrupt chunk"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -113,7 +116,10 @@ fn truncated_pages_file_is_refused_on_open() {
         .unwrap();
     f.set_len(100).unwrap();
     let err = Image::open(dir.path()).err().unwrap();
-    assert!(matches!(err, ImageError::Truncated { size: 100, .. }), "{err}");
+    assert!(
+        matches!(err, ImageError::Truncated { size: 100, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -135,7 +141,10 @@ fn garbled_and_truncated_manifests_are_refused() {
     let text = fs::read(&path).unwrap();
     fs::write(&path, &text[..text.len() / 2]).unwrap();
     let err = Image::open(dir.path()).err().unwrap().to_string();
-    assert!(err.contains("corrupt manifest") && err.contains("JSON"), "{err}");
+    assert!(
+        err.contains("corrupt manifest") && err.contains("JSON"),
+        "{err}"
+    );
     fs::write(&path, b"\x00\x01garbage").unwrap();
     assert!(Image::open(dir.path()).is_err());
 }
@@ -146,11 +155,19 @@ fn other_versions_and_magic_are_refused() {
     write_sample(dir.path());
     let path = dir.path().join(MANIFEST_FILE);
     let text = fs::read_to_string(&path).unwrap();
-    fs::write(&path, text.replace("\"format_version\": 1", "\"format_version\": 9")).unwrap();
+    fs::write(
+        &path,
+        text.replace("\"format_version\": 1", "\"format_version\": 9"),
+    )
+    .unwrap();
     let err = Image::open(dir.path()).err().unwrap();
     assert!(matches!(err, ImageError::Version { found: 9, .. }), "{err}");
     fs::write(&path, text.replace(MAGIC, "something-else")).unwrap();
-    assert!(Image::open(dir.path()).err().unwrap().to_string().contains("magic"));
+    assert!(Image::open(dir.path())
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("magic"));
 }
 
 #[test]

@@ -30,7 +30,11 @@ fn fd_err(pid: i32, fd: i32, reason: String) -> RestoreError {
 
 /// Closes every fd the stub inherited.
 pub fn close_all(remote: &mut dyn Remote) -> Result<(), RestoreError> {
-    remote.syscall("close_range", libc::SYS_close_range, &[0, u32::MAX as u64, 0])?;
+    remote.syscall(
+        "close_range",
+        libc::SYS_close_range,
+        &[0, u32::MAX as u64, 0],
+    )?;
     Ok(())
 }
 
@@ -55,7 +59,9 @@ pub fn restore_fds(
         };
         let first = fds[0].fd;
         let tmp = match &file.kind {
-            FileKind::Pipe { inode, write_end, .. } => match pipe_ends.remove(&(*inode, *write_end)) {
+            FileKind::Pipe {
+                inode, write_end, ..
+            } => match pipe_ends.remove(&(*inode, *write_end)) {
                 Some(fd) => fd,
                 None => {
                     let (r, w) = create_pipe(remote, scratch, image, p, *inode, first, high)?;
@@ -68,7 +74,11 @@ pub fn restore_fds(
         };
         // Keep the new description away from fd numbers still to be placed.
         let tmp = if tmp as i32 != first && targets.contains(&(tmp as i32)) {
-            let moved = remote.syscall("fcntl(F_DUPFD)", libc::SYS_fcntl, &[tmp, libc::F_DUPFD as u64, high as u64])?;
+            let moved = remote.syscall(
+                "fcntl(F_DUPFD)",
+                libc::SYS_fcntl,
+                &[tmp, libc::F_DUPFD as u64, high as u64],
+            )?;
             remote.syscall("close", libc::SYS_close, &[tmp])?;
             moved
         } else {
@@ -80,7 +90,15 @@ pub fn restore_fds(
                 remote.syscall(
                     &format!("fcntl(F_SETFD) fd {}", fd.fd),
                     libc::SYS_fcntl,
-                    &[tmp, libc::F_SETFD as u64, if fd.cloexec { libc::FD_CLOEXEC as u64 } else { 0 }],
+                    &[
+                        tmp,
+                        libc::F_SETFD as u64,
+                        if fd.cloexec {
+                            libc::FD_CLOEXEC as u64
+                        } else {
+                            0
+                        },
+                    ],
                 )?;
             } else {
                 remote.syscall(
@@ -102,19 +120,32 @@ pub fn restore_fds(
     Ok(())
 }
 
-fn open_file(remote: &mut dyn Remote, scratch: &mut Scratch, file: &OpenFile, fd: i32) -> Result<u64, RestoreError> {
+fn open_file(
+    remote: &mut dyn Remote,
+    scratch: &mut Scratch,
+    file: &OpenFile,
+    fd: i32,
+) -> Result<u64, RestoreError> {
     let pid = remote.pid();
     let flags = file.flags as i32 & REOPEN_FLAGS;
     let open = |remote: &mut dyn Remote, scratch: &mut Scratch, path: &str, flags: i32| {
         let p = scratch.put_cstr(remote, path)?;
         let r = remote
-            .syscall(&format!("fd {fd}: open {path}"), libc::SYS_openat, &[libc::AT_FDCWD as u64, p, flags as u64, 0])
+            .syscall(
+                &format!("fd {fd}: open {path}"),
+                libc::SYS_openat,
+                &[libc::AT_FDCWD as u64, p, flags as u64, 0],
+            )
             .map_err(RestoreError::from);
         scratch.reset();
         r
     };
     let seek = |remote: &mut dyn Remote, new: u64, pos: u64| -> Result<(), RestoreError> {
-        let at = remote.syscall(&format!("fd {fd}: lseek"), libc::SYS_lseek, &[new, pos, libc::SEEK_SET as u64])?;
+        let at = remote.syscall(
+            &format!("fd {fd}: lseek"),
+            libc::SYS_lseek,
+            &[new, pos, libc::SEEK_SET as u64],
+        )?;
         if at != pos {
             return Err(fd_err(pid, fd, format!("lseek to {pos} landed at {at}")));
         }
@@ -140,7 +171,11 @@ fn open_file(remote: &mut dyn Remote, scratch: &mut Scratch, file: &OpenFile, fd
             // Opening a FIFO blocks until the other end is opened, unless
             // non-blocking; the real flags are set after.
             let new = open(remote, scratch, path, flags | libc::O_NONBLOCK)?;
-            remote.syscall(&format!("fd {fd}: fcntl(F_SETFL)"), libc::SYS_fcntl, &[new, libc::F_SETFL as u64, flags as u64])?;
+            remote.syscall(
+                &format!("fd {fd}: fcntl(F_SETFL)"),
+                libc::SYS_fcntl,
+                &[new, libc::F_SETFL as u64, flags as u64],
+            )?;
             Ok(new)
         }
         FileKind::TcpListen {
@@ -148,7 +183,16 @@ fn open_file(remote: &mut dyn Remote, scratch: &mut Scratch, file: &OpenFile, fd
             address,
             port,
             options,
-        } => listen_socket(remote, scratch, fd, file.flags as i32, *family, address, *port, options),
+        } => listen_socket(
+            remote,
+            scratch,
+            fd,
+            file.flags as i32,
+            *family,
+            address,
+            *port,
+            options,
+        ),
         FileKind::Pipe { .. } => unreachable!("pipes are created by create_pipe"),
     }
 }
@@ -157,7 +201,9 @@ fn open_file(remote: &mut dyn Remote, scratch: &mut Scratch, file: &OpenFile, fd
 pub fn sockaddr(family: i32, address: &str, port: u16) -> Result<Vec<u8>, String> {
     match family {
         libc::AF_INET => {
-            let ip: std::net::Ipv4Addr = address.parse().map_err(|_| format!("bad IPv4 address {address}"))?;
+            let ip: std::net::Ipv4Addr = address
+                .parse()
+                .map_err(|_| format!("bad IPv4 address {address}"))?;
             let mut b = vec![0u8; 16];
             b[0..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
             b[2..4].copy_from_slice(&port.to_be_bytes());
@@ -165,7 +211,9 @@ pub fn sockaddr(family: i32, address: &str, port: u16) -> Result<Vec<u8>, String
             Ok(b)
         }
         libc::AF_INET6 => {
-            let ip: std::net::Ipv6Addr = address.parse().map_err(|_| format!("bad IPv6 address {address}"))?;
+            let ip: std::net::Ipv6Addr = address
+                .parse()
+                .map_err(|_| format!("bad IPv6 address {address}"))?;
             let mut b = vec![0u8; 28];
             b[0..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
             b[2..4].copy_from_slice(&port.to_be_bytes());
@@ -189,8 +237,17 @@ fn listen_socket(
 ) -> Result<u64, RestoreError> {
     let pid = remote.pid();
     let what = format!("fd {fd}: tcp {address}:{port}");
-    let ty = libc::SOCK_STREAM | if flags & libc::O_NONBLOCK != 0 { libc::SOCK_NONBLOCK } else { 0 };
-    let s = remote.syscall(&format!("{what}: socket"), libc::SYS_socket, &[family as u64, ty as u64, 0])?;
+    let ty = libc::SOCK_STREAM
+        | if flags & libc::O_NONBLOCK != 0 {
+            libc::SOCK_NONBLOCK
+        } else {
+            0
+        };
+    let s = remote.syscall(
+        &format!("{what}: socket"),
+        libc::SYS_socket,
+        &[family as u64, ty as u64, 0],
+    )?;
     let one = scratch.put(remote, &1i32.to_ne_bytes())?;
     let mut opts = vec![];
     if options.reuseaddr {
@@ -214,8 +271,16 @@ fn listen_socket(
     }
     let addr = sockaddr(family, address, port).map_err(|reason| fd_err(pid, fd, reason))?;
     let a = scratch.put(remote, &addr)?;
-    remote.syscall(&format!("{what}: bind"), libc::SYS_bind, &[s, a, addr.len() as u64])?;
-    remote.syscall(&format!("{what}: listen"), libc::SYS_listen, &[s, options.backlog as u64])?;
+    remote.syscall(
+        &format!("{what}: bind"),
+        libc::SYS_bind,
+        &[s, a, addr.len() as u64],
+    )?;
+    remote.syscall(
+        &format!("{what}: listen"),
+        libc::SYS_listen,
+        &[s, options.backlog as u64],
+    )?;
     scratch.reset();
     Ok(s)
 }
@@ -246,7 +311,11 @@ fn create_pipe(
         if end as i32 >= high {
             return Ok(end);
         }
-        let moved = remote.syscall(&format!("{what}: F_DUPFD"), libc::SYS_fcntl, &[end, libc::F_DUPFD as u64, high as u64])?;
+        let moved = remote.syscall(
+            &format!("{what}: F_DUPFD"),
+            libc::SYS_fcntl,
+            &[end, libc::F_DUPFD as u64, high as u64],
+        )?;
         remote.syscall("close", libc::SYS_close, &[end])?;
         Ok(moved)
     };
@@ -282,20 +351,37 @@ fn create_pipe(
         image.read_run(&run, &mut bytes)?;
         for piece in bytes.chunks(32 * 1024) {
             let at = scratch.put(remote, piece)?;
-            let n = remote.syscall(&format!("{what}: write buffered data"), libc::SYS_write, &[w, at, piece.len() as u64])?;
+            let n = remote.syscall(
+                &format!("{what}: write buffered data"),
+                libc::SYS_write,
+                &[w, at, piece.len() as u64],
+            )?;
             scratch.reset();
             if n as usize != piece.len() {
-                return Err(fd_err(pid, fd, format!("pipe took {n} of {} buffered bytes", piece.len())));
+                return Err(fd_err(
+                    pid,
+                    fd,
+                    format!("pipe took {n} of {} buffered bytes", piece.len()),
+                ));
             }
         }
     }
     // The ends' own flags (O_NONBLOCK) are set now that the data is in.
     for f in &p.files {
-        if let FileKind::Pipe { inode: i, write_end, .. } = &f.kind {
+        if let FileKind::Pipe {
+            inode: i,
+            write_end,
+            ..
+        } = &f.kind
+        {
             if *i == inode {
                 let end = if *write_end { w } else { r };
                 let flags = f.flags as i32 & (libc::O_NONBLOCK | libc::O_DIRECT);
-                remote.syscall(&format!("{what}: F_SETFL"), libc::SYS_fcntl, &[end, libc::F_SETFL as u64, flags as u64])?;
+                remote.syscall(
+                    &format!("{what}: F_SETFL"),
+                    libc::SYS_fcntl,
+                    &[end, libc::F_SETFL as u64, flags as u64],
+                )?;
             }
         }
     }

@@ -20,30 +20,64 @@ pub fn clear_and_place_vdso(
     vmas: &[Vma],
 ) -> Result<(), RestoreError> {
     let tramp_end = trampoline + TRAMPOLINE_LEN;
-    remote.syscall("munmap(below trampoline)", libc::SYS_munmap, &[0, trampoline])?;
+    remote.syscall(
+        "munmap(below trampoline)",
+        libc::SYS_munmap,
+        &[0, trampoline],
+    )?;
     remote.syscall(
         "munmap(above trampoline)",
         libc::SYS_munmap,
         &[tramp_end, TASK_SIZE - tramp_end],
     )?;
-    if let Some(vdso) = vmas.iter().find(|v| v.kind == VmaKind::Vdso) {
+    let Some(vdso) = vmas.iter().find(|v| v.kind == VmaKind::Vdso) else {
+        return Ok(());
+    };
+    // The address arch_prctl takes is not the same on every kernel (the
+    // vvar pages and the text moved about): map once, see where the text
+    // landed, and if it is off, map again shifted by the difference.
+    let pid = remote.pid();
+    let map_at = |remote: &mut dyn Remote, addr: u64| -> Result<(), RestoreError> {
         remote.syscall(
-            &format!("arch_prctl(ARCH_MAP_VDSO_64, {:#x})", vdso.start),
+            &format!("arch_prctl(ARCH_MAP_VDSO_64, {addr:#x})"),
             libc::SYS_arch_prctl,
-            &[ARCH_MAP_VDSO_64, vdso.start],
+            &[ARCH_MAP_VDSO_64, addr],
+        )?;
+        Ok(())
+    };
+    map_at(remote, vdso.start)?;
+    let now = special_mappings(pid)?;
+    let Some(landed) = now
+        .iter()
+        .find(|(n, _, _)| n == "[vdso]")
+        .map(|(_, s, _)| *s)
+    else {
+        return Err(RestoreError::State {
+            pid,
+            reason: "arch_prctl(ARCH_MAP_VDSO_64) mapped no [vdso]".into(),
+        });
+    };
+    if landed != vdso.start {
+        for (_, s, e) in &now {
+            remote.syscall("munmap(vdso)", libc::SYS_munmap, &[*s, e - s])?;
+        }
+        map_at(
+            remote,
+            vdso.start.wrapping_sub(landed.wrapping_sub(vdso.start)),
         )?;
     }
     Ok(())
 }
 
-/// Checks that the kernel put the vDSO and vvar pages exactly where the
-/// snapshot had them (a vDSO of another size means another kernel).
-pub fn check_vdso(pid: i32, vmas: &[Vma]) -> Result<(), RestoreError> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|source| RestoreError::Io {
-        what: format!("reading /proc/{pid}/maps"),
-        source,
+/// The vDSO and vvar mappings of `pid`: (name, start, end).
+fn special_mappings(pid: i32) -> Result<Vec<(String, u64, u64)>, RestoreError> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|source| {
+        RestoreError::Io {
+            what: format!("reading /proc/{pid}/maps"),
+            source,
+        }
     })?;
-    let mut now: Vec<(String, u64, u64)> = Vec::new();
+    let mut now = Vec::new();
     for line in text.lines() {
         let mut f = line.split_whitespace();
         let range = f.next().unwrap_or("");
@@ -56,8 +90,18 @@ pub fn check_vdso(pid: i32, vmas: &[Vma]) -> Result<(), RestoreError> {
             }
         }
     }
+    Ok(now)
+}
+
+/// Checks that the kernel put the vDSO and vvar pages exactly where the
+/// snapshot had them (a vDSO of another size means another kernel).
+pub fn check_vdso(pid: i32, vmas: &[Vma]) -> Result<(), RestoreError> {
+    let now = special_mappings(pid)?;
     for v in vmas.iter().filter(|v| v.kind.is_special()) {
-        if !now.iter().any(|(n, s, e)| *n == v.name && *s == v.start && *e == v.end) {
+        if !now
+            .iter()
+            .any(|(n, s, e)| *n == v.name && *s == v.start && *e == v.end)
+        {
             return Err(RestoreError::State {
                 pid,
                 reason: format!(
@@ -81,7 +125,12 @@ fn open_in_target(
     let fd = remote.syscall(
         &format!("open {path}"),
         libc::SYS_openat,
-        &[libc::AT_FDCWD as u64, p, (flags | libc::O_CLOEXEC) as u64, 0],
+        &[
+            libc::AT_FDCWD as u64,
+            p,
+            (flags | libc::O_CLOEXEC) as u64,
+            0,
+        ],
     )?;
     scratch.reset();
     Ok(fd)
@@ -98,7 +147,11 @@ fn initial_prot(v: &Vma) -> u32 {
 }
 
 /// Maps every VMA of the snapshot (but the kernel's own) at its address.
-pub fn map_vmas(remote: &mut dyn Remote, scratch: &mut Scratch, vmas: &[Vma]) -> Result<(), RestoreError> {
+pub fn map_vmas(
+    remote: &mut dyn Remote,
+    scratch: &mut Scratch,
+    vmas: &[Vma],
+) -> Result<(), RestoreError> {
     for v in vmas.iter().filter(|v| !v.kind.is_special()) {
         let mut flags = libc::MAP_FIXED;
         if v.advice.noreserve {
@@ -122,13 +175,20 @@ pub fn map_vmas(remote: &mut dyn Remote, scratch: &mut Scratch, vmas: &[Vma]) ->
                     reason: format!("vma {:x}-{:x}: file mapping without a file", v.start, v.end),
                 })?;
                 let shared = v.kind == VmaKind::FileShared;
-                flags |= if shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
+                flags |= if shared {
+                    libc::MAP_SHARED
+                } else {
+                    libc::MAP_PRIVATE
+                };
                 let mode = if shared && v.prot & libc::PROT_WRITE as u32 != 0 {
                     libc::O_RDWR
                 } else {
                     libc::O_RDONLY
                 };
-                (Some(open_in_target(remote, scratch, &file.path, mode)?), v.offset)
+                (
+                    Some(open_in_target(remote, scratch, &file.path, mode)?),
+                    v.offset,
+                )
             }
             VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock => unreachable!("filtered"),
         };
@@ -159,7 +219,11 @@ pub fn map_vmas(remote: &mut dyn Remote, scratch: &mut Scratch, vmas: &[Vma]) ->
 }
 
 /// Writes every dumped page, each run verified against its digest.
-pub fn fill_pages(remote: &mut dyn Remote, image: &Image, vmas: &[Vma]) -> Result<u64, RestoreError> {
+pub fn fill_pages(
+    remote: &mut dyn Remote,
+    image: &Image,
+    vmas: &[Vma],
+) -> Result<u64, RestoreError> {
     let mut buf = Vec::new();
     let mut total = 0;
     for v in vmas {
@@ -189,14 +253,20 @@ pub fn finish_vmas(remote: &mut dyn Remote, vmas: &[Vma]) -> Result<(), RestoreE
             (a.dontdump, libc::MADV_DONTDUMP, "MADV_DONTDUMP", true),
             (a.wipeonfork, libc::MADV_WIPEONFORK, "MADV_WIPEONFORK", true),
             (a.hugepage, libc::MADV_HUGEPAGE, "MADV_HUGEPAGE", false),
-            (a.nohugepage, libc::MADV_NOHUGEPAGE, "MADV_NOHUGEPAGE", false),
+            (
+                a.nohugepage,
+                libc::MADV_NOHUGEPAGE,
+                "MADV_NOHUGEPAGE",
+                false,
+            ),
             (a.mergeable, libc::MADV_MERGEABLE, "MADV_MERGEABLE", false),
         ] {
             if !on {
                 continue;
             }
             let what = format!("madvise {range} {name}");
-            let r = remote.raw_syscall(&what, libc::SYS_madvise, &[v.start, v.len(), advice as u64])?;
+            let r =
+                remote.raw_syscall(&what, libc::SYS_madvise, &[v.start, v.len(), advice as u64])?;
             if r < 0 {
                 if required {
                     remote.syscall(&what, libc::SYS_madvise, &[v.start, v.len(), advice as u64])?;
@@ -205,7 +275,11 @@ pub fn finish_vmas(remote: &mut dyn Remote, vmas: &[Vma]) -> Result<(), RestoreE
             }
         }
         if a.locked {
-            remote.syscall(&format!("mlock {range}"), libc::SYS_mlock, &[v.start, v.len()])?;
+            remote.syscall(
+                &format!("mlock {range}"),
+                libc::SYS_mlock,
+                &[v.start, v.len()],
+            )?;
         }
     }
     Ok(())
@@ -213,7 +287,11 @@ pub fn finish_vmas(remote: &mut dyn Remote, vmas: &[Vma]) -> Result<(), RestoreE
 
 /// Sets the mm fields (code/data/brk/stack/args/env bounds, auxv) and the
 /// exe link with `PR_SET_MM_MAP`.
-pub fn set_mm(remote: &mut dyn Remote, scratch: &mut Scratch, p: &ProcessImage) -> Result<(), RestoreError> {
+pub fn set_mm(
+    remote: &mut dyn Remote,
+    scratch: &mut Scratch,
+    p: &ProcessImage,
+) -> Result<(), RestoreError> {
     let exe_fd = open_in_target(remote, scratch, &p.exe.path, libc::O_RDONLY)?;
     let mm: &MmFields = &p.mm;
     let auxv: Vec<u8> = mm.auxv.iter().flat_map(|w| w.to_ne_bytes()).collect();
@@ -281,28 +359,47 @@ mod tests {
     fn read_only_vma_with_data_is_mapped_writable_then_protected() {
         let mut fake = FakeRemote::default();
         let mut scratch = Scratch::new(0x9000_0000, 0x10000);
-        fake.results.insert("mmap 10000-12000 ".into(), vec![0x10000]);
-        fake.results.insert("mmap 20000-22000 ".into(), vec![0x20000]);
+        fake.results
+            .insert("mmap 10000-12000 ".into(), vec![0x10000]);
+        fake.results
+            .insert("mmap 20000-22000 ".into(), vec![0x20000]);
         let vmas = [
             vma(0x10000, libc::PROT_READ as u32, VmaKind::Anon, 1),
             vma(0x20000, 0, VmaKind::Anon, 0),
         ];
         map_vmas(&mut fake, &mut scratch, &vmas).unwrap();
         finish_vmas(&mut fake, &vmas).unwrap();
-        let mmaps: Vec<_> = fake.calls.iter().filter(|c| c.1 == libc::SYS_mmap).collect();
+        let mmaps: Vec<_> = fake
+            .calls
+            .iter()
+            .filter(|c| c.1 == libc::SYS_mmap)
+            .collect();
         assert_eq!(mmaps[0].2[2], (libc::PROT_READ | libc::PROT_WRITE) as u64);
         assert_eq!(mmaps[1].2[2], 0, "PROT_NONE without data is mapped as is");
-        let mprotects: Vec<_> = fake.calls.iter().filter(|c| c.1 == libc::SYS_mprotect).collect();
+        let mprotects: Vec<_> = fake
+            .calls
+            .iter()
+            .filter(|c| c.1 == libc::SYS_mprotect)
+            .collect();
         assert_eq!(mprotects.len(), 1);
-        assert_eq!(mprotects[0].2, vec![0x10000, 0x2000, libc::PROT_READ as u64]);
+        assert_eq!(
+            mprotects[0].2,
+            vec![0x10000, 0x2000, libc::PROT_READ as u64]
+        );
     }
 
     #[test]
     fn mapping_at_another_address_is_an_error() {
         let mut fake = FakeRemote::default();
         let mut scratch = Scratch::new(0x9000_0000, 0x10000);
-        fake.results.insert("mmap 10000-12000 ".into(), vec![0x50000]);
-        let err = map_vmas(&mut fake, &mut scratch, &[vma(0x10000, 3, VmaKind::Anon, 0)]).unwrap_err();
+        fake.results
+            .insert("mmap 10000-12000 ".into(), vec![0x50000]);
+        let err = map_vmas(
+            &mut fake,
+            &mut scratch,
+            &[vma(0x10000, 3, VmaKind::Anon, 0)],
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("another address"), "{err}");
     }
 }

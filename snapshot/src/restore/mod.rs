@@ -15,7 +15,7 @@ use std::io;
 use std::path::Path;
 
 use crate::image::{FileKind, FileRef, Image, ImageError, VmaKind};
-use crate::sys::remote::{InjectMode, Injector, RemoteError, Remote, Scratch};
+use crate::sys::remote::{InjectMode, Injector, Remote, RemoteError, Scratch};
 use crate::sys::{ptrace, resume_regs, PAGE_SIZE};
 use crate::{hex, Timings};
 
@@ -105,7 +105,9 @@ pub fn restore(dir: &Path, _opts: &RestoreOptions) -> Result<RestoreReport, Rest
     for f in &p.files {
         match &f.kind {
             FileKind::Regular { file, .. } => check_file(file, false)?,
-            FileKind::Directory { path, .. } | FileKind::CharDevice { path, .. } | FileKind::Fifo { path } => {
+            FileKind::Directory { path, .. }
+            | FileKind::CharDevice { path, .. }
+            | FileKind::Fifo { path } => {
                 std::fs::metadata(path).map_err(|source| RestoreError::FileMissing {
                     path: path.clone(),
                     source,
@@ -121,10 +123,11 @@ pub fn restore(dir: &Path, _opts: &RestoreOptions) -> Result<RestoreReport, Rest
         what: "reading /proc/self/maps".into(),
         source,
     })?);
-    let tramp = stub::choose_trampoline(&occupied, TRAMPOLINE_LEN).ok_or_else(|| RestoreError::State {
-        pid: p.pid,
-        reason: "no free address range for the restore trampoline".into(),
-    })?;
+    let tramp =
+        stub::choose_trampoline(&occupied, TRAMPOLINE_LEN).ok_or_else(|| RestoreError::State {
+            pid: p.pid,
+            reason: "no free address range for the restore trampoline".into(),
+        })?;
     let stub = Stub::spawn(p.pid, tramp)?;
     let pid = stub.pid;
     let ptrace_err = |what: &'static str| {
@@ -166,18 +169,31 @@ pub fn restore(dir: &Path, _opts: &RestoreOptions) -> Result<RestoreReport, Rest
     process::set_attributes(&mut inj, &mut scratch, p)?;
     process::set_sigactions(&mut inj, &mut scratch, p)?;
     process::set_thread(&mut inj, &mut scratch, thread)?;
-    process::queue_signals(&mut inj, &mut scratch, pid, pid, &p.shared_pending, &thread.pending)?;
+    process::queue_signals(
+        &mut inj,
+        &mut scratch,
+        pid,
+        pid,
+        &p.shared_pending,
+        &thread.pending,
+    )?;
     process::set_creds(&mut inj, &mut scratch, p)?;
 
     t.phase("resume");
     // The last injected call removes the trampoline itself, so it must stop
     // at syscall exit, before returning to the unmapped page.
     inj.set_mode(InjectMode::SyscallStops);
-    inj.syscall("munmap(trampoline)", libc::SYS_munmap, &[tramp, TRAMPOLINE_LEN])?;
+    inj.syscall(
+        "munmap(trampoline)",
+        libc::SYS_munmap,
+        &[tramp, TRAMPOLINE_LEN],
+    )?;
     ptrace::set_sigmask(pid, thread.sigmask).map_err(ptrace_err("SETSIGMASK"))?;
     ptrace::set_xstate(pid, &xsave).map_err(|source| RestoreError::State {
         pid,
-        reason: format!("the CPU refused the saved XSAVE state ({source}); snapshot taken on another CPU?"),
+        reason: format!(
+            "the CPU refused the saved XSAVE state ({source}); snapshot taken on another CPU?"
+        ),
     })?;
     ptrace::set_regs(pid, &resume_regs(&thread.regs)).map_err(ptrace_err("SETREGS"))?;
     ptrace::detach(pid, 0).map_err(ptrace_err("DETACH"))?;

@@ -33,7 +33,11 @@ pub fn unregister_stub_rseq(remote: &mut dyn Remote) -> Result<(), RestoreError>
     Ok(())
 }
 
-pub fn set_attributes(remote: &mut dyn Remote, scratch: &mut Scratch, p: &ProcessImage) -> Result<(), RestoreError> {
+pub fn set_attributes(
+    remote: &mut dyn Remote,
+    scratch: &mut Scratch,
+    p: &ProcessImage,
+) -> Result<(), RestoreError> {
     if p.root != "/" {
         let path = scratch.put_cstr(remote, &p.root)?;
         remote.syscall(&format!("chroot {}", p.root), libc::SYS_chroot, &[path])?;
@@ -43,9 +47,17 @@ pub fn set_attributes(remote: &mut dyn Remote, scratch: &mut Scratch, p: &Proces
     remote.syscall(&format!("chdir {}", p.cwd), libc::SYS_chdir, &[path])?;
     scratch.reset();
     remote.syscall("umask", libc::SYS_umask, &[p.umask as u64])?;
-    remote.syscall("personality", libc::SYS_personality, &[p.personality as u64])?;
+    remote.syscall(
+        "personality",
+        libc::SYS_personality,
+        &[p.personality as u64],
+    )?;
     let name = scratch.put_cstr(remote, &p.comm)?;
-    remote.syscall("prctl(PR_SET_NAME)", libc::SYS_prctl, &[libc::PR_SET_NAME as u64, name])?;
+    remote.syscall(
+        "prctl(PR_SET_NAME)",
+        libc::SYS_prctl,
+        &[libc::PR_SET_NAME as u64, name],
+    )?;
     scratch.reset();
     for lim in &p.rlimits {
         let mut raw = Vec::with_capacity(16);
@@ -67,7 +79,11 @@ pub fn set_attributes(remote: &mut dyn Remote, scratch: &mut Scratch, p: &Proces
 }
 
 /// Every signal's disposition: as recorded, or the default.
-pub fn set_sigactions(remote: &mut dyn Remote, scratch: &mut Scratch, p: &ProcessImage) -> Result<(), RestoreError> {
+pub fn set_sigactions(
+    remote: &mut dyn Remote,
+    scratch: &mut Scratch,
+    p: &ProcessImage,
+) -> Result<(), RestoreError> {
     for sig in 1..=NSIG {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
@@ -90,7 +106,11 @@ pub fn set_sigactions(remote: &mut dyn Remote, scratch: &mut Scratch, p: &Proces
 }
 
 /// The thread's kernel-side attributes.
-pub fn set_thread(remote: &mut dyn Remote, scratch: &mut Scratch, t: &ThreadImage) -> Result<(), RestoreError> {
+pub fn set_thread(
+    remote: &mut dyn Remote,
+    scratch: &mut Scratch,
+    t: &ThreadImage,
+) -> Result<(), RestoreError> {
     let ss = &t.altstack;
     let mut raw = Vec::with_capacity(24);
     let flags = if ss.flags & libc::SS_DISABLE != 0 {
@@ -98,7 +118,11 @@ pub fn set_thread(remote: &mut dyn Remote, scratch: &mut Scratch, t: &ThreadImag
     } else {
         ss.flags & !libc::SS_ONSTACK
     };
-    let (sp, size) = if flags & libc::SS_DISABLE != 0 { (0, 0) } else { (ss.sp, ss.size) };
+    let (sp, size) = if flags & libc::SS_DISABLE != 0 {
+        (0, 0)
+    } else {
+        (ss.sp, ss.size)
+    };
     raw.extend_from_slice(&sp.to_ne_bytes());
     raw.extend_from_slice(&flags.to_ne_bytes());
     raw.extend_from_slice(&0i32.to_ne_bytes());
@@ -107,7 +131,11 @@ pub fn set_thread(remote: &mut dyn Remote, scratch: &mut Scratch, t: &ThreadImag
     remote.syscall("sigaltstack", libc::SYS_sigaltstack, &[at, 0])?;
     scratch.reset();
 
-    remote.syscall("set_tid_address", libc::SYS_set_tid_address, &[t.clear_tid_address])?;
+    remote.syscall(
+        "set_tid_address",
+        libc::SYS_set_tid_address,
+        &[t.clear_tid_address],
+    )?;
     if t.robust_list.len != 0 {
         remote.syscall(
             "set_robust_list",
@@ -151,7 +179,11 @@ pub fn queue_signals(
                     &[pid as u64, tid as u64, s.signo as u64, at],
                 )?;
             } else {
-                remote.syscall(&what, libc::SYS_rt_sigqueueinfo, &[pid as u64, s.signo as u64, at])?;
+                remote.syscall(
+                    &what,
+                    libc::SYS_rt_sigqueueinfo,
+                    &[pid as u64, s.signo as u64, at],
+                )?;
             }
             scratch.reset();
         }
@@ -161,11 +193,23 @@ pub fn queue_signals(
 
 /// Credentials, last: after this the process may no longer be allowed to
 /// do the privileged steps above.
-pub fn set_creds(remote: &mut dyn Remote, scratch: &mut Scratch, p: &ProcessImage) -> Result<(), RestoreError> {
+pub fn set_creds(
+    remote: &mut dyn Remote,
+    scratch: &mut Scratch,
+    p: &ProcessImage,
+) -> Result<(), RestoreError> {
     let c = &p.creds;
     let groups: Vec<u8> = c.groups.iter().flat_map(|g| g.to_ne_bytes()).collect();
-    let at = if groups.is_empty() { 0 } else { scratch.put(remote, &groups)? };
-    remote.syscall("setgroups", libc::SYS_setgroups, &[c.groups.len() as u64, at])?;
+    let at = if groups.is_empty() {
+        0
+    } else {
+        scratch.put(remote, &groups)?
+    };
+    remote.syscall(
+        "setgroups",
+        libc::SYS_setgroups,
+        &[c.groups.len() as u64, at],
+    )?;
     scratch.reset();
     remote.syscall(
         "setresgid",

@@ -48,6 +48,8 @@ pub fn choose_trampoline(occupied: &[(u64, u64)], len: u64) -> Option<u64> {
     let mut gaps = Vec::new();
     let mut prev_end = 0x1000_0000u64;
     for (s, e) in ranges {
+        // Nothing above the user address space ([vsyscall] lives there).
+        let s = s.min(TASK_SIZE - GUARD);
         if s > prev_end {
             gaps.push((prev_end, s));
         }
@@ -66,7 +68,10 @@ pub fn own_ranges() -> io::Result<Vec<(u64, u64)>> {
         .lines()
         .filter_map(|l| {
             let (s, e) = l.split(' ').next()?.split_once('-')?;
-            Some((u64::from_str_radix(s, 16).ok()?, u64::from_str_radix(e, 16).ok()?))
+            Some((
+                u64::from_str_radix(s, 16).ok()?,
+                u64::from_str_radix(e, 16).ok()?,
+            ))
         })
         .collect())
 }
@@ -101,7 +106,11 @@ impl Stub {
         let tid = want_pid.unwrap_or(0);
         let args = CloneArgs {
             exit_signal: libc::SIGCHLD as u64,
-            set_tid: if want_pid.is_some() { &tid as *const i32 as u64 } else { 0 },
+            set_tid: if want_pid.is_some() {
+                &tid as *const i32 as u64
+            } else {
+                0
+            },
             set_tid_size: want_pid.is_some() as u64,
             ..Default::default()
         };
@@ -133,7 +142,7 @@ impl Stub {
             other => {
                 stub.live = false;
                 return Err(io::Error::other(format!(
-                    "stub pid {pid} did not stop as expected: {other:?} ({})",
+                    "stub pid {pid} (trampoline at {trampoline:#x}) did not stop as expected: {other:?} ({})",
                     stub_exit_reason(other)
                 )));
             }
@@ -155,7 +164,8 @@ impl Stub {
 fn stub_exit_reason(stop: Stop) -> &'static str {
     match stop {
         Stop::Exited(120) => "PTRACE_TRACEME failed",
-        Stop::Exited(121) => "could not map the trampoline",
+        Stop::Exited(121) => "the trampoline was mapped elsewhere",
+        Stop::Exited(c) if c >= 130 => "could not map the trampoline (exit code is 130 + errno)",
         _ => "unexpected",
     }
 }
@@ -193,6 +203,10 @@ fn stub_main(trampoline: u64) -> ! {
             -1,
             0,
         );
+        if p == libc::MAP_FAILED {
+            // 130 + errno, for the parent's message.
+            libc::_exit(130 + (*libc::__errno_location()).clamp(0, 100));
+        }
         if p as u64 != trampoline {
             libc::_exit(121);
         }
@@ -224,6 +238,16 @@ mod tests {
         for (s, e) in occupied {
             assert!(at + TRAMPOLINE_LEN <= s || at >= e);
         }
+    }
+
+    #[test]
+    fn vsyscall_does_not_open_a_gap_above_the_user_range() {
+        let occupied = [
+            (0x7fff_0000_0000, 0x7fff_ffef_0000),
+            (0xffff_ffff_ff60_0000, 0xffff_ffff_ff60_1000),
+        ];
+        let at = choose_trampoline(&occupied, TRAMPOLINE_LEN).unwrap();
+        assert!(at < 0x7fff_0000_0000, "{at:#x}");
     }
 
     #[test]

@@ -171,11 +171,16 @@ pub fn get_rseq(pid: i32) -> io::Result<RseqConfig> {
 pub enum Stop {
     /// `PTRACE_EVENT_STOP` with the stop signal: SIGTRAP for an interrupt,
     /// a job-control signal for a group stop.
-    Event { sig: i32 },
+    Event {
+        sig: i32,
+    },
     /// A syscall entry or exit stop (`PTRACE_O_TRACESYSGOOD`).
     Syscall,
     /// A signal-delivery stop, or another ptrace event.
-    Signal { sig: i32, event: i32 },
+    Signal {
+        sig: i32,
+        event: i32,
+    },
     Exited(i32),
     Killed(i32),
 }

@@ -96,7 +96,12 @@ impl Injector {
     /// `base` is the register set injected calls start from (the thread's
     /// own, saved by the caller); `syscall_ip` the address of a `syscall`
     /// instruction in the target.
-    pub fn new(pid: i32, base: Regs, syscall_ip: u64, mode: InjectMode) -> Result<Self, RemoteError> {
+    pub fn new(
+        pid: i32,
+        base: Regs,
+        syscall_ip: u64,
+        mode: InjectMode,
+    ) -> Result<Self, RemoteError> {
         let mem = ProcMem::open(pid).map_err(|source| RemoteError::Memory {
             pid,
             addr: 0,
@@ -171,7 +176,8 @@ impl Remote for Injector {
         regs.rip = self.syscall_ip;
         regs.rax = nr as u64;
         regs.orig_rax = u64::MAX;
-        (regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9) = (a[0], a[1], a[2], a[3], a[4], a[5]);
+        (regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9) =
+            (a[0], a[1], a[2], a[3], a[4], a[5]);
         if let Some(sp) = self.stack {
             regs.rsp = sp;
         }
@@ -179,9 +185,10 @@ impl Remote for Injector {
         match self.mode {
             InjectMode::Trap => {
                 ptrace::cont(self.pid, 0).map_err(self.ptrace_err("CONT"))?;
-                self.wait_for(what, |s| {
-                    matches!(s, Stop::Signal { sig, event: 0 } if sig == libc::SIGTRAP)
-                })?;
+                self.wait_for(
+                    what,
+                    |s| matches!(s, Stop::Signal { sig, event: 0 } if sig == libc::SIGTRAP),
+                )?;
             }
             InjectMode::SyscallStops => {
                 ptrace::syscall(self.pid, 0).map_err(self.ptrace_err("SYSCALL"))?;
@@ -230,7 +237,11 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new(base: u64, size: u64) -> Self {
-        Self { base, size, used: 0 }
+        Self {
+            base,
+            size,
+            used: 0,
+        }
     }
 
     /// Reserves `len` bytes (8-byte aligned) and returns their address.
@@ -327,7 +338,8 @@ mod tests {
     #[test]
     fn negative_results_become_errors_naming_the_call() {
         let mut fake = FakeRemote::default();
-        fake.results.insert("open /x".into(), vec![-(libc::ENOENT as i64)]);
+        fake.results
+            .insert("open /x".into(), vec![-(libc::ENOENT as i64)]);
         let err = fake.syscall("open /x", libc::SYS_openat, &[]).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("pid 4242") && msg.contains("open /x"), "{msg}");

@@ -207,8 +207,23 @@ fn dump_file(
         path: link_path.clone(),
         source,
     })?;
-    if link.ends_with(" (deleted)") {
-        return Err(unsupported(format!("deleted file {link}")));
+    if let Some(path) = link.strip_suffix(" (deleted)") {
+        // A file really named "... (deleted)" is still reachable by its
+        // link; anything else is an unlinked (ghost) file.
+        let literal =
+            fs::metadata(&link).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino());
+        if !literal {
+            if !meta.file_type().is_file() {
+                return Err(unsupported(format!("deleted file {link}")));
+            }
+            if meta.nlink() != 0 {
+                return Err(unsupported(format!(
+                    "deleted file {link} that still has {} other links",
+                    meta.nlink()
+                )));
+            }
+            return dump_deleted(pid, fd, path, &link_path, &meta, info, writer);
+        }
     }
     if !link.starts_with('/') {
         return Err(unsupported(format!("file {link}")));
@@ -254,6 +269,67 @@ fn dump_file(
     } else {
         Err(unsupported(format!("file {link} of this type")))
     }
+}
+
+/// The largest deleted file whose content goes into a snapshot.
+pub const MAX_DELETED_FILE: u64 = 64 << 20;
+
+/// An open, unlinked regular file: its content is read through
+/// `/proc/PID/fd/N` (opening that works although the file has no name) and
+/// stored in the image.
+fn dump_deleted(
+    pid: i32,
+    fd: i32,
+    path: &str,
+    link_path: &str,
+    meta: &fs::Metadata,
+    info: &crate::sys::proc::FdInfo,
+    writer: &mut ImageWriter,
+) -> Result<FileKind, DumpError> {
+    use std::io::Read;
+    let size = meta.len();
+    if size > MAX_DELETED_FILE {
+        return Err(DumpError::Unsupported {
+            pid,
+            fd,
+            what: format!(
+                "deleted file {path} of {size} bytes (at most {MAX_DELETED_FILE} are kept)"
+            ),
+        });
+    }
+    let proc_err = |source| DumpError::Proc {
+        pid,
+        path: link_path.to_string(),
+        source,
+    };
+    let mut content = Vec::with_capacity(size as usize);
+    fs::File::open(link_path)
+        .map_err(proc_err)?
+        .take(size + 1)
+        .read_to_end(&mut content)
+        .map_err(proc_err)?;
+    if content.len() as u64 != size {
+        return Err(DumpError::Fd {
+            pid,
+            fd,
+            reason: format!(
+                "deleted file {path}: read {} bytes, its size is {size}",
+                content.len()
+            ),
+        });
+    }
+    let data = if content.is_empty() {
+        None
+    } else {
+        Some(writer.add(&content)?)
+    };
+    Ok(FileKind::Deleted {
+        path: path.to_string(),
+        mode: meta.mode() & 0o7777,
+        size,
+        pos: info.pos,
+        data,
+    })
 }
 
 fn fionread(fd: &OwnedFd) -> std::io::Result<i32> {

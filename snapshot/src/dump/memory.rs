@@ -249,6 +249,11 @@ pub fn dump_vma(
         offset: m.offset,
         name: m.name.clone(),
         advice: advice(m),
+        shmem_inode: if kind == VmaKind::SharedAnon {
+            m.inode
+        } else {
+            0
+        },
         runs,
     })
 }

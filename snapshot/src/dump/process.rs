@@ -145,28 +145,20 @@ pub fn dump_process(pid: i32, brk: u64) -> Result<ProcessImage, DumpError> {
         source,
     })?;
 
-    let mut rlimits = Vec::new();
-    for &(resource, name) in RLIMITS {
-        let mut old = libc::rlimit64 {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: prlimit64 reads another process's limit into the local.
-        let r = unsafe { libc::prlimit64(pid, resource as _, std::ptr::null(), &mut old) };
-        if r != 0 {
-            return Err(DumpError::Ptrace {
-                pid,
-                what: "prlimit",
-                source: std::io::Error::last_os_error(),
-            });
-        }
-        rlimits.push(Rlimit {
+    // /proc/PID/limits, not prlimit(2): reading another process's limits
+    // with prlimit needs CAP_SYS_RESOURCE once its credentials differ.
+    let limits = read(pid, "limits")?;
+    let parsed = parse_limits(&limits).ok_or_else(|| bad("/proc/PID/limits"))?;
+    let rlimits = RLIMITS
+        .iter()
+        .zip(parsed)
+        .map(|(&(resource, name), (soft, hard))| Rlimit {
             resource,
             name: name.to_string(),
-            soft: old.rlim_cur,
-            hard: old.rlim_max,
-        });
-    }
+            soft,
+            hard,
+        })
+        .collect();
 
     Ok(ProcessImage {
         pid,
@@ -193,4 +185,49 @@ pub fn dump_process(pid: i32, brk: u64) -> Result<ProcessImage, DumpError> {
         files: Vec::new(),
         fds: Vec::new(),
     })
+}
+
+/// The (soft, hard) pairs of `/proc/PID/limits`, in resource order
+/// (`unlimited` is `RLIM_INFINITY`).
+pub fn parse_limits(text: &str) -> Option<Vec<(u64, u64)>> {
+    let value = |v: &str| {
+        if v == "unlimited" {
+            Some(u64::MAX)
+        } else {
+            v.parse().ok()
+        }
+    };
+    let out: Vec<(u64, u64)> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            // "Max open files            1024                 4096                 files"
+            let rest = l.get(26..)?;
+            let mut f = rest.split_whitespace();
+            Some((value(f.next()?)?, value(f.next()?)?))
+        })
+        .collect::<Option<_>>()?;
+    (out.len() == RLIMITS.len()).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_limits() {
+        let text = std::fs::read_to_string("/proc/self/limits").unwrap();
+        let limits = parse_limits(&text).unwrap();
+        let mut nofile = libc::rlimit64 {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit64 writes into the live local.
+        assert_eq!(
+            unsafe { libc::getrlimit64(libc::RLIMIT_NOFILE, &mut nofile) },
+            0
+        );
+        assert_eq!(limits[7], (nofile.rlim_cur, nofile.rlim_max));
+        assert!(parse_limits("Limit Soft Hard Units\n").is_none());
+    }
 }

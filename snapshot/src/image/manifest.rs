@@ -159,6 +159,10 @@ pub struct Vma {
     pub name: String,
     #[serde(default)]
     pub advice: VmaAdvice,
+    /// For shared anonymous memory: the object's inode at checkpoint. VMAs
+    /// with the same one map one object and are restored as one.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub shmem_inode: u64,
     /// The dumped pages, in address order.
     pub runs: Vec<PageRun>,
 }
@@ -175,6 +179,10 @@ impl Vma {
     pub fn dumped_bytes(&self) -> u64 {
         self.runs.iter().map(|r| r.len).sum()
     }
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// A run of pages of one VMA, stored in the pages file.
@@ -282,6 +290,20 @@ pub enum FileKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         data: Option<PageRun>,
     },
+    /// A regular file that was open but deleted (a "ghost" file): its whole
+    /// content is in the image; restore recreates it, opens it and unlinks
+    /// it again.
+    Deleted {
+        /// The original path, without the " (deleted)" suffix.
+        path: String,
+        /// Permission bits (`st_mode & 0o7777`).
+        mode: u32,
+        size: u64,
+        pos: u64,
+        /// The file's whole content, stored like pages; `None` when empty.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data: Option<PageRun>,
+    },
     /// A TCP socket in LISTEN state.
     TcpListen {
         family: i32,
@@ -327,6 +349,9 @@ impl FileKind {
                     .map(|d| format!(" ({} bytes buffered)", d.len))
                     .unwrap_or_default()
             ),
+            FileKind::Deleted {
+                path, size, pos, ..
+            } => format!("deleted file {path} ({size} bytes) @{pos}"),
             FileKind::TcpListen { address, port, .. } => format!("tcp listen {address}:{port}"),
         }
     }

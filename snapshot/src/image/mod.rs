@@ -305,8 +305,23 @@ fn validate(m: &Manifest) -> Result<(), String> {
             }
         }
         for f in &p.files {
-            if let FileKind::Pipe { data: Some(r), .. } = &f.kind {
-                check_run(r, &format!("pid {} file {}", p.pid, f.id))?;
+            match &f.kind {
+                FileKind::Pipe { data: Some(r), .. } => {
+                    check_run(r, &format!("pid {} file {}", p.pid, f.id))?;
+                }
+                FileKind::Deleted { size, data, .. } => {
+                    let what = format!("pid {} file {}", p.pid, f.id);
+                    if let Some(r) = data {
+                        check_run(r, &what)?;
+                    }
+                    let stored = data.as_ref().map_or(0, |r| r.len);
+                    if stored != *size {
+                        return Err(format!(
+                            "{what}: deleted file of {size} bytes with {stored} stored"
+                        ));
+                    }
+                }
+                _ => {}
             }
         }
         for fd in &p.fds {

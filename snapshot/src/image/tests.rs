@@ -39,6 +39,7 @@ fn sample(runs: Vec<PageRun>) -> Manifest {
                 offset: 0,
                 name: String::new(),
                 advice: VmaAdvice::default(),
+                shmem_inode: 0,
                 runs,
             }],
             threads: vec![ThreadImage {

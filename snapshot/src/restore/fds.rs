@@ -70,7 +70,7 @@ pub fn restore_fds(
                     mine
                 }
             },
-            _ => open_file(remote, scratch, file, first)?,
+            _ => open_file(remote, scratch, image, file, first)?,
         };
         // Keep the new description away from fd numbers still to be placed.
         let tmp = if tmp as i32 != first && targets.contains(&(tmp as i32)) {
@@ -123,6 +123,7 @@ pub fn restore_fds(
 fn open_file(
     remote: &mut dyn Remote,
     scratch: &mut Scratch,
+    image: &Image,
     file: &OpenFile,
     fd: i32,
 ) -> Result<u64, RestoreError> {
@@ -193,8 +194,191 @@ fn open_file(
             *port,
             options,
         ),
+        FileKind::Deleted {
+            path,
+            mode,
+            pos,
+            data,
+            ..
+        } => {
+            let mut content = Vec::new();
+            if let Some(run) = data {
+                image.read_run(run, &mut content)?;
+            }
+            restore_deleted(remote, scratch, fd, flags, path, *mode, *pos, &content)
+        }
         FileKind::Pipe { .. } => unreachable!("pipes are created by create_pipe"),
     }
+}
+
+/// The name a deleted file is recreated under, on `attempt` (0 first): its
+/// own path while its directory exists, else a name beside it (or in /tmp
+/// when the directory is gone) that nothing else uses.
+pub fn ghost_path(path: &str, pid: i32, dir_gone: bool, attempt: u32) -> String {
+    let (base, n) = if dir_gone {
+        let name = path.rsplit('/').next().filter(|n| !n.is_empty());
+        (format!("/tmp/{}", name.unwrap_or("file")), attempt + 1)
+    } else {
+        (path.to_string(), attempt)
+    };
+    match n {
+        0 => base,
+        1 => format!("{base}.snaprun-ghost-{pid}"),
+        n => format!("{base}.snaprun-ghost-{pid}-{n}"),
+    }
+}
+
+/// Recreates an open, deleted file inside the target: created under a free
+/// name, filled with its content, opened with its flags at its offset, and
+/// unlinked again. Returns the new fd.
+#[allow(clippy::too_many_arguments)]
+fn restore_deleted(
+    remote: &mut dyn Remote,
+    scratch: &mut Scratch,
+    fd: i32,
+    flags: i32,
+    path: &str,
+    mode: u32,
+    pos: u64,
+    content: &[u8],
+) -> Result<u64, RestoreError> {
+    const ATTEMPTS: u32 = 16;
+    let pid = remote.pid();
+    let what = format!("fd {fd}: deleted file {path}");
+    // Created owner-writable whatever the mode and umask; the mode is set
+    // with fchmod once the file is reopened.
+    let create = libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC;
+    let mut dir_gone = false;
+    let mut attempt = 0;
+    let (name, writer) = loop {
+        if attempt >= ATTEMPTS {
+            return Err(fd_err(
+                pid,
+                fd,
+                format!("deleted file {path}: no free name to recreate it under"),
+            ));
+        }
+        let name = ghost_path(path, pid, dir_gone, attempt);
+        let p = scratch.put_cstr(remote, &name)?;
+        let r = remote.raw_syscall(
+            &format!("{what}: create {name}"),
+            libc::SYS_openat,
+            &[libc::AT_FDCWD as u64, p, create as u64, 0o600],
+        );
+        scratch.reset();
+        let r = r?;
+        if r >= 0 {
+            break (name, r as u64);
+        }
+        match (-r) as i32 {
+            libc::EEXIST => attempt += 1,
+            libc::ENOENT if !dir_gone => {
+                dir_gone = true;
+                attempt = 0;
+            }
+            e => {
+                return Err(fd_err(
+                    pid,
+                    fd,
+                    format!(
+                        "deleted file {path}: creating {name}: {}",
+                        std::io::Error::from_raw_os_error(e)
+                    ),
+                ))
+            }
+        }
+    };
+    let filled = fill_ghost(
+        remote, scratch, fd, flags, path, &name, writer, mode, pos, content,
+    );
+    if filled.is_err() {
+        // Best effort: leave no stray file behind; the first error is the
+        // one reported.
+        if let Ok(p) = scratch.put_cstr(remote, &name) {
+            let _ = remote.raw_syscall(
+                &format!("{what}: unlink {name}"),
+                libc::SYS_unlinkat,
+                &[libc::AT_FDCWD as u64, p, 0],
+            );
+        }
+        scratch.reset();
+        let _ = remote.raw_syscall("close", libc::SYS_close, &[writer]);
+        return filled;
+    }
+    let r = remote.syscall("close", libc::SYS_close, &[writer]);
+    r.map_err(RestoreError::from).and(filled)
+}
+
+/// Writes a recreated deleted file's content through `writer`, opens it
+/// again with `flags` at `pos`, sets its mode and unlinks it. Returns the
+/// new fd.
+#[allow(clippy::too_many_arguments)]
+fn fill_ghost(
+    remote: &mut dyn Remote,
+    scratch: &mut Scratch,
+    fd: i32,
+    flags: i32,
+    path: &str,
+    name: &str,
+    writer: u64,
+    mode: u32,
+    pos: u64,
+    content: &[u8],
+) -> Result<u64, RestoreError> {
+    let pid = remote.pid();
+    let what = format!("fd {fd}: deleted file {path}");
+    for piece in content.chunks(32 * 1024) {
+        let at = scratch.put(remote, piece)?;
+        let n = remote.syscall(
+            &format!("{what}: write"),
+            libc::SYS_write,
+            &[writer, at, piece.len() as u64],
+        );
+        scratch.reset();
+        let n = n?;
+        if n as usize != piece.len() {
+            return Err(fd_err(
+                pid,
+                fd,
+                format!("deleted file {path}: wrote {n} of {} bytes", piece.len()),
+            ));
+        }
+    }
+    let p = scratch.put_cstr(remote, name)?;
+    let new = remote.syscall(
+        &format!("{what}: open {name}"),
+        libc::SYS_openat,
+        &[libc::AT_FDCWD as u64, p, flags as u64, 0],
+    );
+    scratch.reset();
+    let new = new?;
+    remote.syscall(
+        &format!("{what}: fchmod {mode:o}"),
+        libc::SYS_fchmod,
+        &[writer, mode as u64],
+    )?;
+    if flags & libc::O_PATH == 0 {
+        let at = remote.syscall(
+            &format!("{what}: lseek"),
+            libc::SYS_lseek,
+            &[new, pos, libc::SEEK_SET as u64],
+        )?;
+        if at != pos {
+            return Err(fd_err(pid, fd, format!("lseek to {pos} landed at {at}")));
+        }
+    }
+    let p = scratch.put_cstr(remote, name)?;
+    let r = remote.syscall(
+        &format!("{what}: unlink {name}"),
+        libc::SYS_unlinkat,
+        &[libc::AT_FDCWD as u64, p, 0],
+    );
+    scratch.reset();
+    if let Err(e) = r {
+        let _ = remote.raw_syscall("close", libc::SYS_close, &[new]);
+        return Err(e.into());
+    }
+    Ok(new)
 }
 
 /// `sockaddr_in`/`sockaddr_in6` bytes for an address and port.

@@ -152,6 +152,8 @@ pub fn map_vmas(
     scratch: &mut Scratch,
     vmas: &[Vma],
 ) -> Result<(), RestoreError> {
+    // Shared anonymous objects already created: inode -> first VMA.
+    let mut shmem: std::collections::HashMap<u64, &Vma> = std::collections::HashMap::new();
     for v in vmas.iter().filter(|v| !v.kind.is_special()) {
         let mut flags = libc::MAP_FIXED;
         if v.advice.noreserve {
@@ -165,10 +167,23 @@ pub fn map_vmas(
                 flags |= libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
                 (None, 0)
             }
-            VmaKind::SharedAnon => {
-                flags |= libc::MAP_SHARED | libc::MAP_ANONYMOUS;
-                (None, 0)
-            }
+            VmaKind::SharedAnon => match shmem.get(&v.shmem_inode).filter(|_| v.shmem_inode != 0) {
+                // Another view of an object already mapped: map that object
+                // (through its map_files entry) at the same object offset.
+                Some(first) if v.offset >= first.offset => {
+                    flags |= libc::MAP_SHARED;
+                    let path = format!("/proc/self/map_files/{:x}-{:x}", first.start, first.end);
+                    (
+                        Some(open_in_target(remote, scratch, &path, libc::O_RDWR)?),
+                        v.offset - first.offset,
+                    )
+                }
+                _ => {
+                    shmem.entry(v.shmem_inode).or_insert(v);
+                    flags |= libc::MAP_SHARED | libc::MAP_ANONYMOUS;
+                    (None, 0)
+                }
+            },
             VmaKind::FilePrivate | VmaKind::FileShared => {
                 let file = v.file.as_ref().ok_or_else(|| RestoreError::State {
                     pid: remote.pid(),
@@ -344,6 +359,7 @@ mod tests {
             offset: 0,
             name: String::new(),
             advice: VmaAdvice::default(),
+            shmem_inode: 0,
             runs: (0..runs)
                 .map(|i| crate::image::PageRun {
                     vma_offset: i as u64 * 0x1000,

@@ -113,7 +113,7 @@ pub fn restore(dir: &Path, _opts: &RestoreOptions) -> Result<RestoreReport, Rest
                     source,
                 })?;
             }
-            FileKind::Pipe { .. } | FileKind::TcpListen { .. } => {}
+            FileKind::Pipe { .. } | FileKind::TcpListen { .. } | FileKind::Deleted { .. } => {}
         }
     }
 

@@ -19,9 +19,11 @@ REPO=$(pwd)
 #   build-essential  cc for tests/programs/ and build scripts
 #   pkg-config, libclang-dev  bindgen-style build scripts
 #   python3-venv, python3-pip  the workload venv with Debian's python3
+#   bc                     scripts/bench-engine.sh arithmetic
 #   curl, ca-certificates  the demo's HTTP client; TLS roots
 #   (the linter) shellcheck: lints scripts/ in scripts/test.sh
 APT_PACKAGES=(
+    bc
     build-essential
     pkg-config
     libclang-dev

@@ -12,7 +12,7 @@ pub fn encode(data: &[u8]) -> String {
 }
 
 pub fn decode(s: &str) -> Result<Vec<u8>, String> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(format!("odd-length hex ({} digits)", s.len()));
     }
     (0..s.len())

@@ -223,10 +223,8 @@ mod tests {
             rlim_max: 0,
         };
         // SAFETY: getrlimit64 writes into the live local.
-        assert_eq!(
-            unsafe { libc::getrlimit64(libc::RLIMIT_NOFILE, &mut nofile) },
-            0
-        );
+        let r = unsafe { libc::getrlimit64(libc::RLIMIT_NOFILE, &mut nofile) };
+        assert_eq!(r, 0);
         assert_eq!(limits[7], (nofile.rlim_cur, nofile.rlim_max));
         assert!(parse_limits("Limit Soft Hard Units\n").is_none());
     }

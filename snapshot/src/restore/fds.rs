@@ -575,6 +575,110 @@ fn create_pipe(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::remote::fake::FakeRemote;
+
+    #[test]
+    fn ghost_names_avoid_taken_paths_and_missing_directories() {
+        assert_eq!(ghost_path("/w/gone.bin", 7, false, 0), "/w/gone.bin");
+        assert_eq!(
+            ghost_path("/w/gone.bin", 7, false, 1),
+            "/w/gone.bin.snaprun-ghost-7"
+        );
+        assert_eq!(
+            ghost_path("/w/gone.bin", 7, false, 3),
+            "/w/gone.bin.snaprun-ghost-7-3"
+        );
+        assert_eq!(
+            ghost_path("/w/gone.bin", 7, true, 0),
+            "/tmp/gone.bin.snaprun-ghost-7"
+        );
+        assert_eq!(
+            ghost_path("/w/gone.bin", 7, true, 1),
+            "/tmp/gone.bin.snaprun-ghost-7-2"
+        );
+        assert_eq!(ghost_path("/", 7, true, 0), "/tmp/file.snaprun-ghost-7");
+    }
+
+    #[test]
+    fn deleted_file_is_recreated_filled_reopened_and_unlinked() {
+        let mut fake = FakeRemote::default();
+        let what = "fd 10: deleted file /w/gone.bin";
+        fake.results.insert(
+            format!("{what}: create /w/gone.bin"),
+            vec![-(libc::EEXIST as i64)],
+        );
+        fake.results
+            .insert(format!("{what}: write"), vec![32768, 32768, 4]);
+        fake.results.insert(format!("{what}: lseek"), vec![5000]);
+        let mut scratch = Scratch::new(0x9000_0000, 0x10000);
+        let content = vec![7u8; 65540];
+        let fd = restore_deleted(
+            &mut fake,
+            &mut scratch,
+            10,
+            libc::O_RDWR,
+            "/w/gone.bin",
+            0o640,
+            5000,
+            &content,
+        )
+        .unwrap();
+        let ghost = "/w/gone.bin.snaprun-ghost-4242";
+        let names: Vec<&str> = fake.calls.iter().map(|c| c.0.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                format!("{what}: create /w/gone.bin"),
+                format!("{what}: create {ghost}"),
+                format!("{what}: write"),
+                format!("{what}: write"),
+                format!("{what}: write"),
+                format!("{what}: open {ghost}"),
+                format!("{what}: fchmod 640"),
+                format!("{what}: lseek"),
+                format!("{what}: unlink {ghost}"),
+                "close".to_string(),
+            ]
+        );
+        let writer = fake.calls[1].2.len();
+        assert_eq!(writer, 4);
+        assert_eq!(fake.calls[2].2[2], 32768);
+        assert_eq!(fake.calls[4].2[2], 4);
+        assert_eq!(fake.calls[5].2[2], libc::O_RDWR as u64);
+        assert_eq!(fd, 102);
+        // The writer (the first fd the fake handed out) is the one closed.
+        assert_eq!(fake.calls[9].2, vec![101]);
+    }
+
+    #[test]
+    fn deleted_file_goes_to_tmp_when_its_directory_is_gone() {
+        let mut fake = FakeRemote::default();
+        let what = "fd 3: deleted file /gone/x";
+        fake.results.insert(
+            format!("{what}: create /gone/x"),
+            vec![-(libc::ENOENT as i64)],
+        );
+        let mut scratch = Scratch::new(0x9000_0000, 0x10000);
+        restore_deleted(
+            &mut fake,
+            &mut scratch,
+            3,
+            libc::O_RDONLY,
+            "/gone/x",
+            0o600,
+            0,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            fake.calls[1].0,
+            format!("{what}: create /tmp/x.snaprun-ghost-4242")
+        );
+        assert!(fake
+            .calls
+            .iter()
+            .any(|c| c.0 == format!("{what}: unlink /tmp/x.snaprun-ghost-4242")));
+    }
 
     #[test]
     fn sockaddrs_are_laid_out_as_the_kernel_wants() {

@@ -232,10 +232,15 @@ mod tests {
             (0x7fff_0000_0000, 0x7fff_ff00_0000),
         ];
         let at = choose_trampoline(&occupied, TRAMPOLINE_LEN).unwrap();
-        assert!(at + TRAMPOLINE_LEN + GUARD <= 0x7fff_0000_0000);
-        assert!(at >= 0x5555_0010_0000 + GUARD);
+        // The gap above the last range (below the top guard) fits.
+        assert!(at >= 0x7fff_ff00_0000 + GUARD, "{at:#x}");
+        assert!(at + TRAMPOLINE_LEN + GUARD <= TASK_SIZE);
         assert_eq!(at % PAGE_SIZE, 0);
-        for (s, e) in occupied {
+        // Without it, the next gap down.
+        let full = [occupied[0], (0x7fff_0000_0000, TASK_SIZE)];
+        let at = choose_trampoline(&full, TRAMPOLINE_LEN).unwrap();
+        assert!(at + TRAMPOLINE_LEN + GUARD <= 0x7fff_0000_0000 && at >= 0x5555_0010_0000 + GUARD);
+        for (s, e) in full {
             assert!(at + TRAMPOLINE_LEN <= s || at >= e);
         }
     }

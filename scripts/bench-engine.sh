@@ -1,0 +1,54 @@
+#!/bin/bash
+# Checkpoint and restore timings of a process with N MiB (default 1024) of
+# private anonymous memory, with snaprun's --timings, in one run.
+#   bash scripts/bench-engine.sh [MIB]
+# Prints the phase tables, the bytes written to the image, and checkpoint
+# and restore time beside the time the process took to fill its memory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MIB=${1:-1024}
+cargo build --release -q -p snaprun-runtime
+SNAPRUN=$PWD/target/release/snaprun
+WORK=$(mktemp -d /tmp/snaprun-bench.XXXXXX)
+PID=
+cleanup() {
+    [[ -n $PID ]] && kill -9 "$PID" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+cc -O2 -o "$WORK/mem_big" tests/programs/mem_big.c
+wait_for() { # FILE SECONDS
+    local i
+    for ((i = 0; i < $2 * 100; i++)); do [[ -e $1 ]] && return 0; sleep 0.01; done
+    echo "bench: timed out waiting for $1" >&2
+    exit 1
+}
+now() { date +%s.%N; }
+
+t0=$(now)
+setsid "$WORK/mem_big" "$WORK" "$MIB" </dev/null >>"$WORK/out.log" 2>&1 3>&- &
+PID=$!
+wait_for "$WORK/ready" 120
+t_fill=$(echo "$(now) - $t0" | bc)
+
+echo "== checkpoint of a ${MIB} MiB process (snaprun checkpoint --pid PID --image-path DIR --timings)"
+t0=$(now)
+"$SNAPRUN" checkpoint --pid "$PID" --image-path "$WORK/img" --timings
+t_ckpt=$(echo "$(now) - $t0" | bc)
+wait "$PID" 2>/dev/null || true
+PID=
+echo "image: $(du -sb "$WORK/img" | cut -f1) bytes on disk"
+
+echo "== restore (snaprun restore --image-path DIR --timings)"
+t0=$(now)
+PID=$("$SNAPRUN" restore --image-path "$WORK/img" --timings)
+t_rest=$(echo "$(now) - $t0" | bc)
+touch "$WORK/go"
+wait_for "$WORK/result" 120
+result=$(cat "$WORK/result")
+[[ $result == PASS* ]] || { echo "bench: restored process says: $result" >&2; exit 1; }
+
+printf '\n%-34s %8.3f s\n' "fill ${MIB} MiB (process start to ready)" "$t_fill"
+printf '%-34s %8.3f s  (%.2fx the fill)\n' "checkpoint (wall, incl. process)" "$t_ckpt" "$(echo "$t_ckpt / $t_fill" | bc -l)"
+printf '%-34s %8.3f s  (%.2fx the fill)\n' "restore (wall, incl. process)" "$t_rest" "$(echo "$t_rest / $t_fill" | bc -l)"
+echo "restored process verified every byte: $result"

@@ -26,7 +26,14 @@ wait_for() { # FILE SECONDS
 now() { date +%s.%N; }
 
 t0=$(now)
-setsid "$WORK/mem_big" "$WORK" "$MIB" </dev/null >>"$WORK/out.log" 2>&1 3>&- &
+(
+    # Only stdio: an fd leaked from the caller (a pipe) cannot be checkpointed.
+    for fd in /proc/$BASHPID/fd/*; do
+        fd=${fd##*/}
+        ((fd > 2)) && eval "exec $fd>&-"
+    done
+    exec setsid "$WORK/mem_big" "$WORK" "$MIB" </dev/null >>"$WORK/out.log" 2>&1
+) &
 PID=$!
 wait_for "$WORK/ready" 120
 t_fill=$(echo "$(now) - $t0" | bc)

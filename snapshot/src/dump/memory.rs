@@ -271,6 +271,10 @@ fn read_pages(
         // page tables, and reading through them would allocate.
         let path = format!("/proc/{pid}/map_files/{}", m.range());
         File::open(&path).and_then(|f| f.read_exact_at(buf, m.offset + (addr - m.start)))
+    } else if m.read {
+        // process_vm_readv is the fast path; /proc/PID/mem (FOLL_FORCE)
+        // also reaches what it refuses.
+        crate::sys::mem::vm_read(pid, addr, buf).or_else(|_| mem.read_exact_at(addr, buf))
     } else {
         mem.read_exact_at(addr, buf)
     };

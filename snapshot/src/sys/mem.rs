@@ -63,6 +63,37 @@ pub fn vm_write(pid: i32, addr: u64, data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Reads `buf.len()` bytes at `addr` in `pid` with `process_vm_readv` (the
+/// range must be readable).
+pub fn vm_read(pid: i32, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+    let mut done = 0usize;
+    while done < buf.len() {
+        let local = libc::iovec {
+            iov_base: buf[done..].as_mut_ptr().cast(),
+            iov_len: buf.len() - done,
+        };
+        let remote = libc::iovec {
+            iov_base: (addr + done as u64) as *mut libc::c_void,
+            iov_len: buf.len() - done,
+        };
+        // SAFETY: one local iovec over the unfilled part of a live, mutable
+        // buffer; the remote iovec is an address in another process, which
+        // the kernel checks.
+        let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "process_vm_readv read nothing",
+            ));
+        }
+        done += n as usize;
+    }
+    Ok(())
+}
+
 /// One `/proc/PID/pagemap` entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PageEntry(pub u64);

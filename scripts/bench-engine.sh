@@ -12,7 +12,7 @@ SNAPRUN=$PWD/target/release/snaprun
 WORK=$(mktemp -d /tmp/snaprun-bench.XXXXXX)
 PID=
 cleanup() {
-    [[ -n $PID ]] && kill -9 "$PID" 2>/dev/null || true
+    if [[ -n $PID ]]; then kill -9 "$PID" 2>/dev/null || true; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -28,7 +28,7 @@ now() { date +%s.%N; }
 t0=$(now)
 (
     # Only stdio: an fd leaked from the caller (a pipe) cannot be checkpointed.
-    for fd in /proc/$BASHPID/fd/*; do
+    for fd in "/proc/$BASHPID/fd/"*; do
         fd=${fd##*/}
         ((fd > 2)) && eval "exec $fd>&-"
     done

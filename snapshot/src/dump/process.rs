@@ -58,6 +58,14 @@ pub fn check_checkpointable(pid: i32) -> Result<(), DumpError> {
             });
         }
     }
+    if let Ok(exe) = link(pid, "exe") {
+        if exe.ends_with(" (deleted)") {
+            return Err(DumpError::UnsupportedProcess {
+                pid,
+                what: format!("a deleted executable ({exe})"),
+            });
+        }
+    }
     if status.get("State").is_some_and(|s| s.starts_with('Z')) {
         return Err(DumpError::State {
             pid,

@@ -133,6 +133,10 @@ impl ImageWriter {
         drop(self.pages);
         let pages_path = dir.join(&self.pages_name);
         fs::rename(&self.pages_tmp, &pages_path).map_err(io_err(&pages_path))?;
+        // The pages file's name must be durable before a manifest names it.
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(dir))?;
         manifest.pages = PagesFile {
             file: self.pages_name.clone(),
             size: self.offset,
@@ -299,7 +303,10 @@ fn validate(m: &Manifest) -> Result<(), String> {
             prev_end = v.end;
             for r in &v.runs {
                 check_run(r, &what)?;
-                if r.vma_offset % page != 0 || r.len % page != 0 || r.vma_offset + r.len > v.len() {
+                if r.vma_offset % page != 0
+                    || r.len % page != 0
+                    || r.vma_offset.checked_add(r.len).is_none_or(|e| e > v.len())
+                {
                     return Err(format!("{what}: run {} outside the vma", r.digest));
                 }
             }

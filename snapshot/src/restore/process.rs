@@ -38,14 +38,16 @@ pub fn set_attributes(
     scratch: &mut Scratch,
     p: &ProcessImage,
 ) -> Result<(), RestoreError> {
+    // cwd was read as a path in the dumper's view, so it is entered before
+    // a chroot (which keeps the cwd).
+    let path = scratch.put_cstr(remote, &p.cwd)?;
+    remote.syscall(&format!("chdir {}", p.cwd), libc::SYS_chdir, &[path])?;
+    scratch.reset();
     if p.root != "/" {
         let path = scratch.put_cstr(remote, &p.root)?;
         remote.syscall(&format!("chroot {}", p.root), libc::SYS_chroot, &[path])?;
         scratch.reset();
     }
-    let path = scratch.put_cstr(remote, &p.cwd)?;
-    remote.syscall(&format!("chdir {}", p.cwd), libc::SYS_chdir, &[path])?;
-    scratch.reset();
     remote.syscall("umask", libc::SYS_umask, &[p.umask as u64])?;
     remote.syscall(
         "personality",

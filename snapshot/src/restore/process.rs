@@ -70,9 +70,32 @@ pub fn set_attributes(
         let r = remote.raw_syscall(&what, libc::SYS_prlimit64, &[0, lim.resource as u64, at, 0])?;
         scratch.reset();
         if r == -(libc::EPERM as i64) {
-            // Raising a hard limit needs CAP_SYS_RESOURCE: keep the
-            // highest allowed, and say so.
-            tracing::warn!(limit = %lim.name, soft = lim.soft, hard = lim.hard, "cannot raise this limit here; left at the restorer's");
+            // Raising a hard limit needs CAP_SYS_RESOURCE: keep the hard
+            // limit the process has, with the soft one as close as it
+            // allows, and say so.
+            let cur = scratch.alloc(16);
+            remote.syscall(
+                &what,
+                libc::SYS_prlimit64,
+                &[0, lim.resource as u64, 0, cur],
+            )?;
+            let mut raw = [0u8; 16];
+            remote.read_mem(cur, &mut raw)?;
+            let hard = u64::from_ne_bytes(raw[8..16].try_into().expect("8 bytes"));
+            let soft = lim.soft.min(hard);
+            let mut new = soft.to_ne_bytes().to_vec();
+            new.extend_from_slice(&hard.to_ne_bytes());
+            let at = scratch.put(remote, &new)?;
+            remote.syscall(&what, libc::SYS_prlimit64, &[0, lim.resource as u64, at, 0])?;
+            scratch.reset();
+            tracing::warn!(
+                limit = %lim.name,
+                want_soft = lim.soft,
+                want_hard = lim.hard,
+                soft,
+                hard,
+                "hard limit cannot be raised without CAP_SYS_RESOURCE; lowered what could be"
+            );
         } else if r < 0 {
             remote.syscall(&what, libc::SYS_prlimit64, &[0, lim.resource as u64, at, 0])?;
         }
@@ -226,4 +249,83 @@ pub fn set_creds(
     )?;
     remote.syscall("setfsuid", libc::SYS_setfsuid, &[c.uid[3] as u64])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::{Creds, FileRef, MmFields, Rlimit};
+    use crate::sys::remote::fake::FakeRemote;
+
+    fn process(rlimits: Vec<Rlimit>) -> ProcessImage {
+        ProcessImage {
+            pid: 1,
+            ppid: 0,
+            pgid: 1,
+            sid: 1,
+            comm: "x".into(),
+            exe: FileRef {
+                path: "/x".into(),
+                dev: 0,
+                ino: 0,
+                size: 0,
+                mtime_ns: 0,
+            },
+            creds: Creds {
+                uid: [0; 4],
+                gid: [0; 4],
+                groups: vec![],
+            },
+            cwd: "/work".into(),
+            root: "/jail".into(),
+            umask: 0o22,
+            personality: 0,
+            rlimits,
+            mm: MmFields::default(),
+            vmas: vec![],
+            threads: vec![],
+            sigactions: vec![],
+            shared_pending: vec![],
+            files: vec![],
+            fds: vec![],
+        }
+    }
+
+    #[test]
+    fn cwd_is_entered_before_chroot() {
+        let mut fake = FakeRemote::default();
+        let mut scratch = Scratch::new(0x1000, 0x10000);
+        set_attributes(&mut fake, &mut scratch, &process(vec![])).unwrap();
+        let chdir = fake
+            .calls
+            .iter()
+            .position(|c| c.1 == libc::SYS_chdir)
+            .unwrap();
+        let chroot = fake
+            .calls
+            .iter()
+            .position(|c| c.1 == libc::SYS_chroot)
+            .unwrap();
+        assert!(chdir < chroot);
+    }
+
+    #[test]
+    fn a_hard_limit_that_cannot_be_raised_keeps_the_current_one() {
+        let mut fake = FakeRemote::default();
+        let mut scratch = Scratch::new(0x1000, 0x10000);
+        let lim = Rlimit {
+            resource: libc::RLIMIT_NOFILE,
+            name: "nofile".into(),
+            soft: 1 << 20,
+            hard: 1 << 20,
+        };
+        let what = "prlimit nofile soft 1048576 hard 1048576".to_string();
+        fake.results
+            .insert(what.clone(), vec![-(libc::EPERM as i64)]);
+        set_attributes(&mut fake, &mut scratch, &process(vec![lim])).unwrap();
+        let calls: Vec<_> = fake.calls.iter().filter(|c| c.0 == what).collect();
+        assert_eq!(calls.len(), 3, "set, read current, set lowered");
+        assert_eq!(calls[1].2[2], 0, "second call reads the current limit");
+        assert_ne!(calls[2].2[2], 0, "third call sets the new one");
+    }
 }

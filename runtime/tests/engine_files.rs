@@ -3,12 +3,7 @@
 
 mod common;
 
-use common::{Case, Trigger};
-
-fn roundtrip(name: &str) {
-    let mut case = Case::start(name);
-    case.checkpoint_restore_pass(Trigger::Go);
-}
+use common::roundtrip;
 
 /// Regular files: fd numbers, offsets, O_APPEND and access modes.
 #[test]

@@ -3,12 +3,7 @@
 
 mod common;
 
-use common::{Case, Trigger};
-
-fn roundtrip(name: &str) {
-    let mut case = Case::start(name);
-    case.checkpoint_restore_pass(Trigger::Go);
-}
+use common::roundtrip;
 
 /// 64 MiB private anonymous memory with a pattern, never-touched holes,
 /// explicitly zeroed and only-read pages, .data and .bss.

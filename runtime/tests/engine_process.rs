@@ -2,12 +2,7 @@
 
 mod common;
 
-use common::{Case, Trigger};
-
-fn roundtrip(name: &str) {
-    let mut case = Case::start(name);
-    case.checkpoint_restore_pass(Trigger::Go);
-}
+use common::{roundtrip, Case, Trigger};
 
 /// cwd and umask.
 #[test]

@@ -2,12 +2,7 @@
 
 mod common;
 
-use common::{Case, Trigger};
-
-fn roundtrip(name: &str) {
-    let mut case = Case::start(name);
-    case.checkpoint_restore_pass(Trigger::Go);
-}
+use common::roundtrip;
 
 /// Handlers, sa_flags and sa_mask of every signal; SIG_IGN; SA_RESETHAND.
 #[test]

@@ -819,3 +819,10 @@ pub fn file_len(path: &Path) -> u64 {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .size()
 }
+
+/// The common case: start `name`, checkpoint, restore, trigger with `go`,
+/// and expect PASS.
+pub fn roundtrip(name: &str) {
+    let mut case = Case::start(name);
+    case.checkpoint_restore_pass(Trigger::Go);
+}

@@ -133,18 +133,10 @@ fn dump_frozen(
     let (files, fds) = fds::dump_fds(pid, writer)?;
 
     t.phase("mappings");
-    let smaps_path = format!("/proc/{pid}/smaps");
-    let text = std::fs::read_to_string(&smaps_path).map_err(|source| DumpError::Proc {
-        pid,
-        path: smaps_path.clone(),
-        source,
-    })?;
-    let maps = parse_smaps(&text).map_err(|reason| DumpError::State { pid, reason })?;
-    let mut kinds = Vec::with_capacity(maps.len());
+    let maps = read_maps(pid)?;
+    // Refuse unsupported mappings before anything is injected.
     for m in &maps {
-        let kind =
-            memory::classify(m).map_err(|what| DumpError::UnsupportedProcess { pid, what })?;
-        kinds.push(kind);
+        memory::classify(m).map_err(|what| DumpError::UnsupportedProcess { pid, what })?;
     }
 
     t.phase("state");
@@ -166,12 +158,7 @@ fn dump_frozen(
     t.phase("memory");
     // The maps are read again: injection mapped and unmapped a scratch page,
     // which may have split or merged neighbours.
-    let text = std::fs::read_to_string(&smaps_path).map_err(|source| DumpError::Proc {
-        pid,
-        path: smaps_path.clone(),
-        source,
-    })?;
-    let maps = parse_smaps(&text).map_err(|reason| DumpError::State { pid, reason })?;
+    let maps = read_maps(pid)?;
     let mem = ProcMem::open(pid).map_err(|source| DumpError::Proc {
         pid,
         path: format!("/proc/{pid}/mem"),
@@ -216,6 +203,14 @@ fn dump_frozen(
             size: 0,
         },
     })
+}
+
+/// `/proc/PID/smaps`, parsed.
+fn read_maps(pid: i32) -> Result<Vec<crate::sys::proc::MapEntry>, DumpError> {
+    let path = format!("/proc/{pid}/smaps");
+    let text =
+        std::fs::read_to_string(&path).map_err(|source| DumpError::Proc { pid, path, source })?;
+    parse_smaps(&text).map_err(|reason| DumpError::State { pid, reason })
 }
 
 /// Runs the syscalls that read what only the process can tell, through a

@@ -47,3 +47,9 @@ fn pipes_with_buffered_data() {
 fn listening_tcp_sockets() {
     roundtrip("sock_listen");
 }
+
+/// eventfds: counter (also above 32 bits), semaphore mode, flags.
+#[test]
+fn eventfd_counters() {
+    roundtrip("fd_eventfd");
+}

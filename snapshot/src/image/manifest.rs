@@ -304,6 +304,11 @@ pub enum FileKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         data: Option<PageRun>,
     },
+    /// An eventfd with its counter.
+    EventFd {
+        count: u64,
+        semaphore: bool,
+    },
     /// A TCP socket in LISTEN state.
     TcpListen {
         family: i32,
@@ -352,6 +357,10 @@ impl FileKind {
             FileKind::Deleted {
                 path, size, pos, ..
             } => format!("deleted file {path} ({size} bytes) @{pos}"),
+            FileKind::EventFd { count, semaphore } => format!(
+                "eventfd count {count}{}",
+                if *semaphore { " (semaphore)" } else { "" }
+            ),
             FileKind::TcpListen { address, port, .. } => format!("tcp listen {address}:{port}"),
         }
     }

@@ -207,6 +207,26 @@ fn open_file(
             }
             restore_deleted(remote, scratch, fd, flags, path, *mode, *pos, &content)
         }
+        FileKind::EventFd { count, semaphore } => {
+            let what = format!("fd {fd}: eventfd");
+            let mut efd_flags = file.flags as i32 & libc::O_NONBLOCK;
+            if *semaphore {
+                efd_flags |= libc::EFD_SEMAPHORE;
+            }
+            let new = remote.syscall(&what, libc::SYS_eventfd2, &[0, efd_flags as u64])?;
+            // The counter is 64-bit; eventfd2's initial value only 32.
+            if *count > 0 {
+                let at = scratch.put(remote, &count.to_ne_bytes())?;
+                let n = remote.syscall(
+                    &format!("{what}: write counter"),
+                    libc::SYS_write,
+                    &[new, at, 8],
+                );
+                scratch.reset();
+                n?;
+            }
+            Ok(new)
+        }
         FileKind::Pipe { .. } => unreachable!("pipes are created by create_pipe"),
     }
 }

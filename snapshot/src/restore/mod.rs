@@ -113,7 +113,10 @@ pub fn restore(dir: &Path, _opts: &RestoreOptions) -> Result<RestoreReport, Rest
                     source,
                 })?;
             }
-            FileKind::Pipe { .. } | FileKind::TcpListen { .. } | FileKind::Deleted { .. } => {}
+            FileKind::Pipe { .. }
+            | FileKind::TcpListen { .. }
+            | FileKind::Deleted { .. }
+            | FileKind::EventFd { .. } => {}
         }
     }
 

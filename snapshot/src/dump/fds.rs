@@ -193,7 +193,7 @@ fn dump_file(
     }
     if link.starts_with("socket:") {
         let sock = pidfd.get_fd(pid, fd)?;
-        return dump_socket(sock, info).map_err(unsupported);
+        return dump_socket(sock).map_err(unsupported);
     }
     if let Some(ino) = link
         .strip_prefix("pipe:[")
@@ -500,7 +500,7 @@ pub fn local_address(fd: &OwnedFd) -> std::io::Result<(String, u16)> {
     }
 }
 
-fn dump_socket(sock: OwnedFd, _info: &crate::sys::proc::FdInfo) -> Result<FileKind, String> {
+fn dump_socket(sock: OwnedFd) -> Result<FileKind, String> {
     let opt = |level, name| {
         getsockopt_int(&sock, level, name).map_err(|e| format!("socket: getsockopt: {e}"))
     };

@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::image::{FileKind, Image, OpenFile, ProcessImage, SocketOptions};
-use crate::sys::remote::{Remote, Scratch};
+use crate::sys::remote::{self, Remote, Scratch};
 
 use super::RestoreError;
 
@@ -127,47 +127,32 @@ fn open_file(
     file: &OpenFile,
     fd: i32,
 ) -> Result<u64, RestoreError> {
-    let pid = remote.pid();
     let flags = file.flags as i32 & REOPEN_FLAGS;
     let open = |remote: &mut dyn Remote, scratch: &mut Scratch, path: &str, flags: i32| {
-        let p = scratch.put_cstr(remote, path)?;
-        let r = remote
-            .syscall(
-                &format!("fd {fd}: open {path}"),
-                libc::SYS_openat,
-                &[libc::AT_FDCWD as u64, p, flags as u64, 0],
-            )
-            .map_err(RestoreError::from);
-        scratch.reset();
-        r
-    };
-    let seek = |remote: &mut dyn Remote, new: u64, pos: u64| -> Result<(), RestoreError> {
-        let at = remote.syscall(
-            &format!("fd {fd}: lseek"),
-            libc::SYS_lseek,
-            &[new, pos, libc::SEEK_SET as u64],
-        )?;
-        if at != pos {
-            return Err(fd_err(pid, fd, format!("lseek to {pos} landed at {at}")));
-        }
-        Ok(())
+        remote::open(
+            remote,
+            scratch,
+            &format!("fd {fd}: open {path}"),
+            path,
+            flags,
+        )
     };
     match &file.kind {
         FileKind::Regular { file: f, pos } => {
             let new = open(remote, scratch, &f.path, flags)?;
             if flags & libc::O_PATH == 0 {
-                seek(remote, new, *pos)?;
+                seek_to(remote, &format!("fd {fd}"), fd, new, *pos)?;
             }
             Ok(new)
         }
         FileKind::Directory { path, pos } => {
             let new = open(remote, scratch, path, flags | libc::O_DIRECTORY)?;
             if *pos != 0 && flags & libc::O_PATH == 0 {
-                seek(remote, new, *pos)?;
+                seek_to(remote, &format!("fd {fd}"), fd, new, *pos)?;
             }
             Ok(new)
         }
-        FileKind::CharDevice { path, .. } => open(remote, scratch, path, flags),
+        FileKind::CharDevice { path, .. } => Ok(open(remote, scratch, path, flags)?),
         FileKind::Fifo { path } => {
             // Opening a FIFO blocks until the other end is opened, unless
             // non-blocking; the real flags are set after.
@@ -216,19 +201,37 @@ fn open_file(
             let new = remote.syscall(&what, libc::SYS_eventfd2, &[0, efd_flags as u64])?;
             // The counter is 64-bit; eventfd2's initial value only 32.
             if *count > 0 {
-                let at = scratch.put(remote, &count.to_ne_bytes())?;
-                let n = remote.syscall(
-                    &format!("{what}: write counter"),
-                    libc::SYS_write,
-                    &[new, at, 8],
-                );
-                scratch.reset();
-                n?;
+                let what = format!("{what}: write counter");
+                remote::write_all(remote, scratch, &what, new, &count.to_ne_bytes())?;
             }
             Ok(new)
         }
         FileKind::Pipe { .. } => unreachable!("pipes are created by create_pipe"),
     }
+}
+
+/// Moves the target's `new` (restoring fd `fd`, described by `what`) to
+/// offset `pos`.
+fn seek_to(
+    remote: &mut dyn Remote,
+    what: &str,
+    fd: i32,
+    new: u64,
+    pos: u64,
+) -> Result<(), RestoreError> {
+    let at = remote.syscall(
+        &format!("{what}: lseek"),
+        libc::SYS_lseek,
+        &[new, pos, libc::SEEK_SET as u64],
+    )?;
+    if at != pos {
+        return Err(fd_err(
+            remote.pid(),
+            fd,
+            format!("lseek to {pos} landed at {at}"),
+        ));
+    }
+    Ok(())
 }
 
 /// The name a deleted file is recreated under, on `attempt` (0 first): its
@@ -279,14 +282,14 @@ fn restore_deleted(
             ));
         }
         let name = ghost_path(path, pid, dir_gone, attempt);
-        let p = scratch.put_cstr(remote, &name)?;
-        let r = remote.raw_syscall(
+        let r = remote::open_raw(
+            remote,
+            scratch,
             &format!("{what}: create {name}"),
-            libc::SYS_openat,
-            &[libc::AT_FDCWD as u64, p, create as u64, 0o600],
-        );
-        scratch.reset();
-        let r = r?;
+            &name,
+            create,
+            0o600,
+        )?;
         if r >= 0 {
             break (name, r as u64);
         }
@@ -345,47 +348,22 @@ fn fill_ghost(
     pos: u64,
     content: &[u8],
 ) -> Result<u64, RestoreError> {
-    let pid = remote.pid();
     let what = format!("fd {fd}: deleted file {path}");
-    for piece in content.chunks(32 * 1024) {
-        let at = scratch.put(remote, piece)?;
-        let n = remote.syscall(
-            &format!("{what}: write"),
-            libc::SYS_write,
-            &[writer, at, piece.len() as u64],
-        );
-        scratch.reset();
-        let n = n?;
-        if n as usize != piece.len() {
-            return Err(fd_err(
-                pid,
-                fd,
-                format!("deleted file {path}: wrote {n} of {} bytes", piece.len()),
-            ));
-        }
-    }
-    let p = scratch.put_cstr(remote, name)?;
-    let new = remote.syscall(
+    remote::write_all(remote, scratch, &format!("{what}: write"), writer, content)?;
+    let new = remote::open(
+        remote,
+        scratch,
         &format!("{what}: open {name}"),
-        libc::SYS_openat,
-        &[libc::AT_FDCWD as u64, p, flags as u64, 0],
-    );
-    scratch.reset();
-    let new = new?;
+        name,
+        flags,
+    )?;
     remote.syscall(
         &format!("{what}: fchmod {mode:o}"),
         libc::SYS_fchmod,
         &[writer, mode as u64],
     )?;
     if flags & libc::O_PATH == 0 {
-        let at = remote.syscall(
-            &format!("{what}: lseek"),
-            libc::SYS_lseek,
-            &[new, pos, libc::SEEK_SET as u64],
-        )?;
-        if at != pos {
-            return Err(fd_err(pid, fd, format!("lseek to {pos} landed at {at}")));
-        }
+        seek_to(remote, &what, fd, new, pos)?;
     }
     let p = scratch.put_cstr(remote, name)?;
     let r = remote.syscall(
@@ -500,7 +478,6 @@ fn create_pipe(
     fd: i32,
     high: i32,
 ) -> Result<(u64, u64), RestoreError> {
-    let pid = remote.pid();
     let what = format!("fd {fd}: pipe:[{inode}]");
     let ends = scratch.alloc(8);
     remote.syscall(&format!("{what}: pipe2"), libc::SYS_pipe2, &[ends, 0])?;
@@ -553,22 +530,13 @@ fn create_pipe(
     if let Some(run) = data {
         let mut bytes = Vec::new();
         image.read_run(&run, &mut bytes)?;
-        for piece in bytes.chunks(32 * 1024) {
-            let at = scratch.put(remote, piece)?;
-            let n = remote.syscall(
-                &format!("{what}: write buffered data"),
-                libc::SYS_write,
-                &[w, at, piece.len() as u64],
-            )?;
-            scratch.reset();
-            if n as usize != piece.len() {
-                return Err(fd_err(
-                    pid,
-                    fd,
-                    format!("pipe took {n} of {} buffered bytes", piece.len()),
-                ));
-            }
-        }
+        remote::write_all(
+            remote,
+            scratch,
+            &format!("{what}: write buffered data"),
+            w,
+            &bytes,
+        )?;
     }
     // The ends' own flags (O_NONBLOCK) are set now that the data is in.
     for f in &p.files {

@@ -3,7 +3,7 @@
 //! pages, then set protections, advice and the mm fields.
 
 use crate::image::{Image, MmFields, ProcessImage, Vma, VmaKind};
-use crate::sys::remote::{Remote, Scratch};
+use crate::sys::remote::{self, Remote, Scratch};
 
 use super::stub::{TASK_SIZE, TRAMPOLINE_LEN};
 use super::RestoreError;
@@ -121,19 +121,13 @@ fn open_in_target(
     path: &str,
     flags: i32,
 ) -> Result<u64, RestoreError> {
-    let p = scratch.put_cstr(remote, path)?;
-    let fd = remote.syscall(
+    Ok(remote::open(
+        remote,
+        scratch,
         &format!("open {path}"),
-        libc::SYS_openat,
-        &[
-            libc::AT_FDCWD as u64,
-            p,
-            (flags | libc::O_CLOEXEC) as u64,
-            0,
-        ],
-    )?;
-    scratch.reset();
-    Ok(fd)
+        path,
+        flags | libc::O_CLOEXEC,
+    )?)
 }
 
 /// The protection a VMA is first mapped with: writable when pages must be
@@ -284,7 +278,7 @@ pub fn finish_vmas(remote: &mut dyn Remote, vmas: &[Vma]) -> Result<(), RestoreE
                 remote.raw_syscall(&what, libc::SYS_madvise, &[v.start, v.len(), advice as u64])?;
             if r < 0 {
                 if required {
-                    remote.syscall(&what, libc::SYS_madvise, &[v.start, v.len(), advice as u64])?;
+                    remote.check(&what, r)?;
                 }
                 tracing::warn!(range = %range, advice = name, errno = -r, "advice not applied");
             }

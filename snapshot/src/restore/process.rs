@@ -96,8 +96,8 @@ pub fn set_attributes(
                 hard,
                 "hard limit cannot be raised without CAP_SYS_RESOURCE; lowered what could be"
             );
-        } else if r < 0 {
-            remote.syscall(&what, libc::SYS_prlimit64, &[0, lim.resource as u64, at, 0])?;
+        } else {
+            remote.check(&what, r)?;
         }
     }
     Ok(())

@@ -32,30 +32,19 @@ impl ProcMem {
     }
 }
 
-/// Writes `data` at `addr` in `pid` with `process_vm_writev` (the target's
-/// mapping must be writable).
-pub fn vm_write(pid: i32, addr: u64, data: &[u8]) -> io::Result<()> {
+/// Runs `op(done)` (one `process_vm_*` call for the bytes from `done` on)
+/// until `len` bytes are moved; `what` names the call when it moves none.
+fn vm_transfer(len: usize, what: &str, mut op: impl FnMut(usize) -> isize) -> io::Result<()> {
     let mut done = 0usize;
-    while done < data.len() {
-        let local = libc::iovec {
-            iov_base: data[done..].as_ptr() as *mut libc::c_void,
-            iov_len: data.len() - done,
-        };
-        let remote = libc::iovec {
-            iov_base: (addr + done as u64) as *mut libc::c_void,
-            iov_len: data.len() - done,
-        };
-        // SAFETY: one local iovec over a live slice (only read by the
-        // kernel); the remote iovec is an address in another process, which
-        // the kernel checks.
-        let n = unsafe { libc::process_vm_writev(pid, &local, 1, &remote, 1, 0) };
+    while done < len {
+        let n = op(done);
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
         if n == 0 {
             return Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                "process_vm_writev wrote nothing",
+                io::ErrorKind::UnexpectedEof,
+                format!("{what} moved nothing"),
             ));
         }
         done += n as usize;
@@ -63,35 +52,44 @@ pub fn vm_write(pid: i32, addr: u64, data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+fn remote_iov(addr: u64, done: usize, len: usize) -> libc::iovec {
+    libc::iovec {
+        iov_base: (addr + done as u64) as *mut libc::c_void,
+        iov_len: len - done,
+    }
+}
+
+/// Writes `data` at `addr` in `pid` with `process_vm_writev` (the target's
+/// mapping must be writable).
+pub fn vm_write(pid: i32, addr: u64, data: &[u8]) -> io::Result<()> {
+    vm_transfer(data.len(), "process_vm_writev", |done| {
+        let local = libc::iovec {
+            iov_base: data[done..].as_ptr() as *mut libc::c_void,
+            iov_len: data.len() - done,
+        };
+        let remote = remote_iov(addr, done, data.len());
+        // SAFETY: one local iovec over a live slice (only read by the
+        // kernel); the remote iovec is an address in another process, which
+        // the kernel checks.
+        unsafe { libc::process_vm_writev(pid, &local, 1, &remote, 1, 0) }
+    })
+}
+
 /// Reads `buf.len()` bytes at `addr` in `pid` with `process_vm_readv` (the
 /// range must be readable).
 pub fn vm_read(pid: i32, addr: u64, buf: &mut [u8]) -> io::Result<()> {
-    let mut done = 0usize;
-    while done < buf.len() {
+    let len = buf.len();
+    vm_transfer(len, "process_vm_readv", |done| {
         let local = libc::iovec {
             iov_base: buf[done..].as_mut_ptr().cast(),
-            iov_len: buf.len() - done,
+            iov_len: len - done,
         };
-        let remote = libc::iovec {
-            iov_base: (addr + done as u64) as *mut libc::c_void,
-            iov_len: buf.len() - done,
-        };
+        let remote = remote_iov(addr, done, len);
         // SAFETY: one local iovec over the unfilled part of a live, mutable
         // buffer; the remote iovec is an address in another process, which
         // the kernel checks.
-        let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "process_vm_readv read nothing",
-            ));
-        }
-        done += n as usize;
-    }
-    Ok(())
+        unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) }
+    })
 }
 
 /// One `/proc/PID/pagemap` entry.

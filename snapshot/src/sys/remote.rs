@@ -33,6 +33,13 @@ pub enum RemoteError {
         stop: Stop,
         rip: u64,
     },
+    #[error("pid {pid}: {what}: wrote {wrote} of {want} bytes")]
+    ShortWrite {
+        pid: i32,
+        what: String,
+        wrote: u64,
+        want: usize,
+    },
     #[error("pid {pid}: memory {addr:#x}+{len:#x}: {source}")]
     Memory {
         pid: i32,
@@ -58,6 +65,12 @@ pub trait Remote {
     /// `what`.
     fn syscall(&mut self, what: &str, nr: i64, args: &[u64]) -> Result<u64, RemoteError> {
         let ret = self.raw_syscall(what, nr, args)?;
+        self.check(what, ret)
+    }
+
+    /// Turns a raw result from [`Remote::raw_syscall`] into the value or an
+    /// error naming `what`.
+    fn check(&self, what: &str, ret: i64) -> Result<u64, RemoteError> {
         if (-4095..0).contains(&ret) {
             return Err(RemoteError::Syscall {
                 pid: self.pid(),
@@ -274,6 +287,66 @@ impl Scratch {
     pub fn reset(&mut self) {
         self.used = 0;
     }
+}
+
+/// `openat(AT_FDCWD, path, flags, mode)` inside the target, the path
+/// passed through `scratch`; the raw result, for callers that look at the
+/// errno.
+pub fn open_raw(
+    remote: &mut dyn Remote,
+    scratch: &mut Scratch,
+    what: &str,
+    path: &str,
+    flags: i32,
+    mode: u32,
+) -> Result<i64, RemoteError> {
+    let p = scratch.put_cstr(remote, path)?;
+    let r = remote.raw_syscall(
+        what,
+        libc::SYS_openat,
+        &[libc::AT_FDCWD as u64, p, flags as u64, mode as u64],
+    );
+    scratch.reset();
+    r
+}
+
+/// Opens `path` inside the target; the new fd, or an error naming `what`.
+pub fn open(
+    remote: &mut dyn Remote,
+    scratch: &mut Scratch,
+    what: &str,
+    path: &str,
+    flags: i32,
+) -> Result<u64, RemoteError> {
+    let r = open_raw(remote, scratch, what, path, flags, 0)?;
+    remote.check(what, r)
+}
+
+/// Writes `data` to the target's `fd` through `scratch`, in pieces that fit
+/// it. A short write is an error: the callers write into fresh files and
+/// into pipes sized to hold the data.
+pub fn write_all(
+    remote: &mut dyn Remote,
+    scratch: &mut Scratch,
+    what: &str,
+    fd: u64,
+    data: &[u8],
+) -> Result<(), RemoteError> {
+    for piece in data.chunks(32 * 1024) {
+        let at = scratch.put(remote, piece)?;
+        let n = remote.syscall(what, libc::SYS_write, &[fd, at, piece.len() as u64]);
+        scratch.reset();
+        let n = n?;
+        if n as usize != piece.len() {
+            return Err(RemoteError::ShortWrite {
+                pid: remote.pid(),
+                what: what.to_string(),
+                wrote: n,
+                want: piece.len(),
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

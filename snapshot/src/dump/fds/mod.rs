@@ -1,0 +1,251 @@
+//! Open files: what each fd refers to, which fds share an open file
+//! description, and the state that goes with each kind.
+//!
+//! Sockets and pipes are looked at through a duplicate of the target's fd
+//! taken with `pidfd_getfd`: the dumper then holds the same open file
+//! description and can ask the kernel about it.
+
+use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+use crate::image::{Fd, FileKind, ImageWriter, OpenFile};
+use crate::sys::proc::parse_fdinfo;
+
+use super::memory::file_ref;
+use super::DumpError;
+
+mod anon;
+mod file;
+mod pipe;
+mod socket;
+
+pub use file::MAX_DELETED_FILE;
+pub use socket::{local_address, LISTEN_BACKLOG};
+
+/// Character devices that are the same everywhere: mem class (1:x) null,
+/// zero, full, random, urandom.
+const PORTABLE_CHAR_DEVICES: &[(u32, u32)] = &[(1, 3), (1, 5), (1, 7), (1, 8), (1, 9)];
+
+pub struct PidFd(OwnedFd);
+
+impl PidFd {
+    pub fn open(pid: i32) -> Result<Self, DumpError> {
+        // SAFETY: pidfd_open takes integers and returns a new fd we own.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return Err(DumpError::Ptrace {
+                pid,
+                what: "pidfd_open",
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        // SAFETY: fd is a fresh descriptor returned by the kernel.
+        Ok(Self(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+    }
+
+    /// A duplicate of the target's `fd`, referring to the same open file
+    /// description.
+    pub fn get_fd(&self, pid: i32, fd: i32) -> Result<OwnedFd, DumpError> {
+        // SAFETY: pidfd_getfd takes integers and returns a new fd we own.
+        let r = unsafe { libc::syscall(libc::SYS_pidfd_getfd, self.0.as_raw_fd(), fd, 0) };
+        if r < 0 {
+            return Err(DumpError::Fd {
+                pid,
+                fd,
+                reason: format!("pidfd_getfd: {}", std::io::Error::last_os_error()),
+            });
+        }
+        // SAFETY: r is a fresh descriptor returned by the kernel.
+        Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
+    }
+}
+
+fn same_file(pid: i32, a: i32, b: i32) -> bool {
+    const KCMP_FILE: i32 = 0;
+    // SAFETY: kcmp compares two fds of a process; no memory involved.
+    unsafe { libc::syscall(libc::SYS_kcmp, pid, pid, KCMP_FILE, a, b) == 0 }
+}
+
+fn list_fds(pid: i32) -> Result<Vec<i32>, DumpError> {
+    let dir = format!("/proc/{pid}/fd");
+    let mut fds: Vec<i32> = fs::read_dir(&dir)
+        .map_err(|source| DumpError::Proc {
+            pid,
+            path: dir.clone(),
+            source,
+        })?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    fds.sort_unstable();
+    Ok(fds)
+}
+
+/// The open files of `pid` and its fd table. Fails, naming the fd, on the
+/// first one snaprun cannot restore.
+pub fn dump_fds(pid: i32, writer: &mut ImageWriter) -> Result<(Vec<OpenFile>, Vec<Fd>), DumpError> {
+    let pidfd = PidFd::open(pid)?;
+    let mut files: Vec<OpenFile> = Vec::new();
+    // The first fd seen of each open file description.
+    let mut representative: Vec<(u32, i32)> = Vec::new();
+    let mut fds = Vec::new();
+    for fd in list_fds(pid)? {
+        let info_path = format!("/proc/{pid}/fdinfo/{fd}");
+        let info_text = match fs::read_to_string(&info_path) {
+            Ok(t) => t,
+            // Closed meanwhile (the process cannot run, but be exact).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => {
+                return Err(DumpError::Proc {
+                    pid,
+                    path: info_path,
+                    source,
+                })
+            }
+        };
+        let info = parse_fdinfo(&info_text).map_err(|reason| DumpError::Fd { pid, fd, reason })?;
+        let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
+        if let Some(&(id, _)) = representative
+            .iter()
+            .find(|(_, rep)| same_file(pid, *rep, fd))
+        {
+            fds.push(Fd {
+                fd,
+                file: id,
+                cloexec,
+            });
+            continue;
+        }
+        let kind = dump_file(pid, fd, &info, &pidfd, writer)?;
+        let id = files.len() as u32;
+        files.push(OpenFile {
+            id,
+            flags: info.flags & !(libc::O_CLOEXEC as u32),
+            kind,
+        });
+        representative.push((id, fd));
+        fds.push(Fd {
+            fd,
+            file: id,
+            cloexec,
+        });
+    }
+    pipe::check_pipes(pid, &files, &fds)?;
+    Ok((files, fds))
+}
+
+fn dump_file(
+    pid: i32,
+    fd: i32,
+    info: &crate::sys::proc::FdInfo,
+    pidfd: &PidFd,
+    writer: &mut ImageWriter,
+) -> Result<FileKind, DumpError> {
+    let unsupported = |what: String| DumpError::Unsupported { pid, fd, what };
+    let link_path = format!("/proc/{pid}/fd/{fd}");
+    let link = fs::read_link(&link_path)
+        .map_err(|source| DumpError::Proc {
+            pid,
+            path: link_path.clone(),
+            source,
+        })?
+        .to_string_lossy()
+        .into_owned();
+    if link == "anon_inode:[eventfd]" {
+        return anon::eventfd(info).map_err(|e| DumpError::Fd { pid, fd, reason: e });
+    }
+    if let Some(kind) = link.strip_prefix("anon_inode:") {
+        let kind = kind.trim_start_matches('[').trim_end_matches(']');
+        return Err(unsupported(kind.to_string()));
+    }
+    if link.starts_with("socket:") {
+        let sock = pidfd.get_fd(pid, fd)?;
+        return socket::dump_socket(sock).map_err(unsupported);
+    }
+    if let Some(ino) = link
+        .strip_prefix("pipe:[")
+        .and_then(|s| s.strip_suffix(']'))
+    {
+        let inode: u64 = ino
+            .parse()
+            .map_err(|_| unsupported(format!("odd pipe {link}")))?;
+        let dup = pidfd.get_fd(pid, fd)?;
+        return pipe::dump_pipe(pid, fd, inode, info, dup, writer);
+    }
+    let meta = fs::metadata(&link_path).map_err(|source| DumpError::Proc {
+        pid,
+        path: link_path.clone(),
+        source,
+    })?;
+    if let Some(path) = link.strip_suffix(" (deleted)") {
+        // A file really named "... (deleted)" is still reachable by its
+        // link; anything else is an unlinked (ghost) file.
+        let literal =
+            fs::metadata(&link).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino());
+        if !literal {
+            if !meta.file_type().is_file() {
+                return Err(unsupported(format!("deleted file {link}")));
+            }
+            if meta.nlink() != 0 {
+                return Err(unsupported(format!(
+                    "deleted file {link} that still has {} other links",
+                    meta.nlink()
+                )));
+            }
+            return file::dump_deleted(pid, fd, path, &link_path, &meta, info, writer);
+        }
+    }
+    if !link.starts_with('/') {
+        return Err(unsupported(format!("file {link}")));
+    }
+    let ft = meta.file_type();
+    if ft.is_file() {
+        Ok(FileKind::Regular {
+            file: file_ref(&link, &meta),
+            pos: info.pos,
+        })
+    } else if ft.is_dir() {
+        Ok(FileKind::Directory {
+            path: link,
+            pos: info.pos,
+        })
+    } else if ft.is_char_device() {
+        let rdev = meta.rdev();
+        let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+        if PORTABLE_CHAR_DEVICES.contains(&(major, minor)) {
+            Ok(FileKind::CharDevice {
+                path: link,
+                major,
+                minor,
+            })
+        } else if link.starts_with("/dev/nvidia") {
+            Err(unsupported(format!(
+                "GPU device {link} (CUDA processes need the GPU checkpoint, not supported yet)"
+            )))
+        } else {
+            Err(unsupported(format!(
+                "character device {link} ({major}:{minor})"
+            )))
+        }
+    } else if ft.is_fifo() {
+        let dup = pidfd.get_fd(pid, fd)?;
+        let queued = fionread(&dup).map_err(|e| unsupported(format!("fifo {link}: {e}")))?;
+        if queued > 0 {
+            return Err(unsupported(format!(
+                "fifo {link} with {queued} unread bytes"
+            )));
+        }
+        Ok(FileKind::Fifo { path: link })
+    } else {
+        Err(unsupported(format!("file {link} of this type")))
+    }
+}
+
+pub(super) fn fionread(fd: &OwnedFd) -> std::io::Result<i32> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into the live local.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(n)
+}

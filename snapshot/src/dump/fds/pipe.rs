@@ -1,0 +1,128 @@
+//! Pipes: both ends must be in the process; bytes still buffered are
+//! copied with `tee`, so the source keeps them.
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use crate::image::{Fd, FileKind, ImageWriter, OpenFile};
+
+use super::super::DumpError;
+use super::fionread;
+
+/// Both ends of every pipe must be in the process, one description each.
+pub(super) fn check_pipes(pid: i32, files: &[OpenFile], fds: &[Fd]) -> Result<(), DumpError> {
+    let mut ends: HashMap<u64, (u32, u32)> = HashMap::new();
+    for f in files {
+        if let FileKind::Pipe {
+            inode, write_end, ..
+        } = f.kind
+        {
+            let e = ends.entry(inode).or_default();
+            if write_end {
+                e.1 += 1
+            } else {
+                e.0 += 1
+            }
+        }
+    }
+    for (inode, (r, w)) in ends {
+        if (r, w) != (1, 1) {
+            let fd = files
+                .iter()
+                .find(|f| matches!(f.kind, FileKind::Pipe { inode: i, .. } if i == inode))
+                .and_then(|f| fds.iter().find(|d| d.file == f.id))
+                .map(|d| d.fd)
+                .unwrap_or(-1);
+            let what = if r == 0 || w == 0 {
+                format!("pipe:[{inode}] with its other end outside the process")
+            } else {
+                format!("pipe:[{inode}] opened more than once at one end")
+            };
+            return Err(DumpError::Unsupported { pid, fd, what });
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn dump_pipe(
+    pid: i32,
+    fd: i32,
+    inode: u64,
+    info: &crate::sys::proc::FdInfo,
+    dup: OwnedFd,
+    writer: &mut ImageWriter,
+) -> Result<FileKind, DumpError> {
+    let err = |reason: String| DumpError::Fd { pid, fd, reason };
+    let write_end = info.flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32;
+    // SAFETY: fcntl on an fd we own; no memory involved.
+    let capacity = unsafe { libc::fcntl(dup.as_raw_fd(), libc::F_GETPIPE_SZ) };
+    if capacity < 0 {
+        return Err(err(format!(
+            "F_GETPIPE_SZ: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    let mut data = None;
+    if !write_end {
+        let queued = fionread(&dup).map_err(|e| err(format!("FIONREAD: {e}")))? as usize;
+        if queued > 0 {
+            let bytes = peek_pipe(&dup, queued, capacity)
+                .map_err(|e| err(format!("reading buffered pipe data: {e}")))?;
+            data = Some(writer.add(&bytes)?);
+        }
+    }
+    Ok(FileKind::Pipe {
+        inode,
+        write_end,
+        capacity: capacity as u32,
+        data,
+    })
+}
+
+/// Copies the bytes queued in a pipe without consuming them: `tee` into a
+/// pipe of our own, then read that.
+fn peek_pipe(src: &OwnedFd, queued: usize, capacity: i32) -> std::io::Result<Vec<u8>> {
+    let mut ends = [0i32; 2];
+    // SAFETY: pipe2 writes two fds into the live array.
+    if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both are fresh descriptors returned by the kernel.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
+    // SAFETY: fcntl on an fd we own.
+    unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, capacity) };
+    // SAFETY: tee between two pipe fds we hold; no memory involved.
+    let n = unsafe {
+        libc::tee(
+            src.as_raw_fd(),
+            w.as_raw_fd(),
+            queued,
+            libc::SPLICE_F_NONBLOCK as libc::c_uint,
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if n as usize != queued {
+        return Err(std::io::Error::other(format!(
+            "tee copied {n} of {queued} bytes"
+        )));
+    }
+    let mut out = vec![0u8; queued];
+    let mut done = 0;
+    while done < queued {
+        // SAFETY: reads into the unfilled tail of a live buffer.
+        let r = unsafe {
+            libc::read(
+                r.as_raw_fd(),
+                out[done..].as_mut_ptr().cast(),
+                queued - done,
+            )
+        };
+        if r <= 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        done += r as usize;
+    }
+    Ok(out)
+}

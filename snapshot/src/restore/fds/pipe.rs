@@ -1,0 +1,100 @@
+//! Pipes: created both ends at once, with their capacity, flags and the
+//! bytes that were buffered.
+
+use crate::image::{FileKind, Image, ProcessImage};
+use crate::sys::remote::{self, Remote, Scratch};
+
+use super::super::RestoreError;
+
+/// Creates a pipe with its capacity, flags and buffered bytes; returns
+/// (read end, write end) as fds of the target.
+pub(super) fn create_pipe(
+    remote: &mut dyn Remote,
+    scratch: &mut Scratch,
+    image: &Image,
+    p: &ProcessImage,
+    inode: u64,
+    fd: i32,
+    high: i32,
+) -> Result<(u64, u64), RestoreError> {
+    let what = format!("fd {fd}: pipe:[{inode}]");
+    let ends = scratch.alloc(8);
+    remote.syscall(&format!("{what}: pipe2"), libc::SYS_pipe2, &[ends, 0])?;
+    let mut raw = [0u8; 8];
+    remote.read_mem(ends, &mut raw)?;
+    let r = i32::from_ne_bytes(raw[0..4].try_into().expect("4 bytes")) as u64;
+    let w = i32::from_ne_bytes(raw[4..8].try_into().expect("4 bytes")) as u64;
+    scratch.reset();
+    // Both ends above every fd number to be placed, so that placing one end
+    // cannot close the other.
+    let mut lift = |end: u64| -> Result<u64, RestoreError> {
+        if end as i32 >= high {
+            return Ok(end);
+        }
+        let moved = remote.syscall(
+            &format!("{what}: F_DUPFD"),
+            libc::SYS_fcntl,
+            &[end, libc::F_DUPFD as u64, high as u64],
+        )?;
+        remote.syscall("close", libc::SYS_close, &[end])?;
+        Ok(moved)
+    };
+    let r = lift(r)?;
+    let w = lift(w)?;
+    let mut data = None;
+    for f in &p.files {
+        if let FileKind::Pipe {
+            inode: i,
+            write_end,
+            capacity,
+            data: d,
+        } = &f.kind
+        {
+            if *i != inode {
+                continue;
+            }
+            let end = if *write_end { w } else { r };
+            if *write_end || data.is_none() {
+                remote.syscall(
+                    &format!("{what}: F_SETPIPE_SZ {capacity}"),
+                    libc::SYS_fcntl,
+                    &[end, libc::F_SETPIPE_SZ as u64, *capacity as u64],
+                )?;
+            }
+            if let Some(run) = d {
+                data = Some(run.clone());
+            }
+        }
+    }
+    if let Some(run) = data {
+        let mut bytes = Vec::new();
+        image.read_run(&run, &mut bytes)?;
+        remote::write_all(
+            remote,
+            scratch,
+            &format!("{what}: write buffered data"),
+            w,
+            &bytes,
+        )?;
+    }
+    // The ends' own flags (O_NONBLOCK) are set now that the data is in.
+    for f in &p.files {
+        if let FileKind::Pipe {
+            inode: i,
+            write_end,
+            ..
+        } = &f.kind
+        {
+            if *i == inode {
+                let end = if *write_end { w } else { r };
+                let flags = f.flags as i32 & (libc::O_NONBLOCK | libc::O_DIRECT);
+                remote.syscall(
+                    &format!("{what}: F_SETFL"),
+                    libc::SYS_fcntl,
+                    &[end, libc::F_SETFL as u64, flags as u64],
+                )?;
+            }
+        }
+    }
+    Ok((r, w))
+}

@@ -78,7 +78,7 @@ pub fn build_program(name: &str) -> PathBuf {
     }
     let tmp = out_dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let output = Command::new("cc")
-        .args(["-O1", "-g", "-Wall", "-o"])
+        .args(["-O1", "-g", "-Wall", "-pthread", "-o"])
         .arg(&tmp)
         .arg(&src)
         .output()

@@ -10,6 +10,7 @@ pub mod fds;
 pub mod memory;
 pub mod process;
 pub mod stub;
+pub mod threads;
 
 use std::io;
 use std::path::Path;
@@ -89,11 +90,25 @@ pub fn restore(dir: &Path, _opts: &RestoreOptions) -> Result<RestoreReport, Rest
     t.phase("load");
     let image = Image::open(dir)?;
     let p = &image.manifest.processes[0];
-    let thread = &p.threads[0];
-    let xsave = hex::decode(&thread.xsave).map_err(|e| RestoreError::State {
-        pid: p.pid,
-        reason: format!("bad XSAVE area in the manifest: {e}"),
-    })?;
+    let thread = match p.threads.first() {
+        Some(t) if t.tid == p.pid => t,
+        _ => {
+            return Err(RestoreError::State {
+                pid: p.pid,
+                reason: "the manifest's first thread is not the process's leader".into(),
+            })
+        }
+    };
+    let xsaves = p
+        .threads
+        .iter()
+        .map(|t| {
+            hex::decode(&t.xsave).map_err(|e| RestoreError::State {
+                pid: p.pid,
+                reason: format!("thread {}: bad XSAVE area in the manifest: {e}", t.tid),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
 
     t.phase("check-files");
     check_file(&p.exe, true)?;
@@ -131,7 +146,7 @@ pub fn restore(dir: &Path, _opts: &RestoreOptions) -> Result<RestoreReport, Rest
             pid: p.pid,
             reason: "no free address range for the restore trampoline".into(),
         })?;
-    let stub = Stub::spawn(p.pid, tramp)?;
+    let mut stub = Stub::spawn(p.pid, tramp)?;
     let pid = stub.pid;
     let ptrace_err = |what: &'static str| {
         move |source| {
@@ -145,7 +160,8 @@ pub fn restore(dir: &Path, _opts: &RestoreOptions) -> Result<RestoreReport, Rest
     ptrace::set_sigmask(pid, !0).map_err(ptrace_err("SETSIGMASK"))?;
     let base = ptrace::get_regs(pid).map_err(ptrace_err("GETREGS"))?;
     let mut inj = Injector::new(pid, base, tramp, InjectMode::Trap)?;
-    inj.set_stack(tramp + TRAMPOLINE_LEN - 256);
+    let stack = tramp + TRAMPOLINE_LEN - 256;
+    inj.set_stack(stack);
     let mut scratch = Scratch::new(tramp + PAGE_SIZE, TRAMPOLINE_LEN - 2 * PAGE_SIZE);
     // Lift the stub's fd limit for the duration, so fds can be placed at
     // any number the process had.
@@ -172,6 +188,17 @@ pub fn restore(dir: &Path, _opts: &RestoreOptions) -> Result<RestoreReport, Rest
     process::set_attributes(&mut inj, &mut scratch, p)?;
     process::set_sigactions(&mut inj, &mut scratch, p)?;
     process::set_thread(&mut inj, &mut scratch, thread)?;
+
+    t.phase("threads");
+    // Created after the signal handlers (shared) and with every signal
+    // blocked (inherited from the leader, which ptrace blocked).
+    let mut others = Vec::with_capacity(p.threads.len() - 1);
+    for th in &p.threads[1..] {
+        let mut new = threads::create(&mut inj, &mut scratch, th.tid, tramp, stack)?;
+        stub.add_thread(new.tid);
+        process::set_thread(&mut new.inj, &mut scratch, th)?;
+        others.push((th, new));
+    }
     process::queue_signals(
         &mut inj,
         &mut scratch,
@@ -180,27 +207,32 @@ pub fn restore(dir: &Path, _opts: &RestoreOptions) -> Result<RestoreReport, Rest
         &p.shared_pending,
         &thread.pending,
     )?;
+    // A thread-directed signal with a user si_code can only be queued by
+    // the thread itself.
+    for (th, new) in &mut others {
+        process::queue_signals(&mut new.inj, &mut scratch, pid, new.tid, &[], &th.pending)?;
+    }
     process::set_creds(&mut inj, &mut scratch, p)?;
 
     t.phase("resume");
     // The last injected call removes the trampoline itself, so it must stop
-    // at syscall exit, before returning to the unmapped page.
+    // at syscall exit, before returning to the unmapped page. Every other
+    // thread is stopped meanwhile.
     inj.set_mode(InjectMode::SyscallStops);
     inj.syscall(
         "munmap(trampoline)",
         libc::SYS_munmap,
         &[tramp, TRAMPOLINE_LEN],
     )?;
-    ptrace::set_sigmask(pid, thread.sigmask).map_err(ptrace_err("SETSIGMASK"))?;
-    ptrace::set_xstate(pid, &xsave).map_err(|source| RestoreError::State {
-        pid,
-        reason: format!(
-            "the CPU refused the saved XSAVE state ({source}); snapshot taken on another CPU?"
-        ),
-    })?;
-    ptrace::set_regs(pid, &resume_regs(&thread.regs)).map_err(ptrace_err("SETREGS"))?;
-    ptrace::detach(pid, 0).map_err(ptrace_err("DETACH"))?;
-    let pid_kept = stub.pid_kept;
+    let tids: Vec<i32> = std::iter::once(pid)
+        .chain(others.iter().map(|(_, n)| n.tid))
+        .collect();
+    // The leader last: once it runs, the process is out of our hands.
+    for ((th, xsave), &tid) in p.threads.iter().zip(&xsaves).zip(&tids).rev() {
+        resume_thread(tid, th, xsave)?;
+    }
+    let tids_kept = others.iter().all(|(_, n)| n.tid_kept);
+    let pid_kept = stub.pid_kept && tids_kept;
     stub.release();
     t.end();
     if p.vmas.iter().all(|v| v.kind != VmaKind::Vdso) {
@@ -212,6 +244,33 @@ pub fn restore(dir: &Path, _opts: &RestoreOptions) -> Result<RestoreReport, Rest
         pages_bytes,
         timings: t,
     })
+}
+
+/// Gives a stopped thread its saved mask, XSAVE state and registers (with
+/// the restart rules applied), and lets it run.
+fn resume_thread(
+    tid: i32,
+    th: &crate::image::ThreadImage,
+    xsave: &[u8],
+) -> Result<(), RestoreError> {
+    let ptrace_err = |op: &'static str| {
+        move |source| {
+            RestoreError::Remote(RemoteError::Ptrace {
+                pid: tid,
+                op,
+                source,
+            })
+        }
+    };
+    ptrace::set_sigmask(tid, th.sigmask).map_err(ptrace_err("SETSIGMASK"))?;
+    ptrace::set_xstate(tid, xsave).map_err(|source| RestoreError::State {
+        pid: tid,
+        reason: format!(
+            "the CPU refused the saved XSAVE state ({source}); snapshot taken on another CPU?"
+        ),
+    })?;
+    ptrace::set_regs(tid, &resume_regs(&th.regs)).map_err(ptrace_err("SETREGS"))?;
+    ptrace::detach(tid, 0).map_err(ptrace_err("DETACH"))
 }
 
 fn raise_nofile(pid: i32) {

@@ -150,7 +150,9 @@ impl Stub {
         let mut stub = Self {
             pid,
             trampoline,
-            pid_kept: want_pid == Some(pid),
+            // set_tid succeeded: the pid is the wanted one in the stub's
+            // own (innermost) PID namespace.
+            pid_kept: want_pid.is_some(),
             threads: Vec::new(),
             live: true,
         };

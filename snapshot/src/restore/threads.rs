@@ -21,7 +21,10 @@ const THREAD_FLAGS: u64 = (libc::CLONE_VM
 /// A thread created for the restore: stopped, traced, and with an injector
 /// that runs syscalls through the trampoline.
 pub struct NewThread {
+    /// Its id in the restorer's PID namespace (for ptrace).
     pub tid: i32,
+    /// Its id in its own PID namespace (what the thread itself sees).
+    pub inner_tid: i32,
     /// Whether it got the thread id it had at checkpoint.
     pub tid_kept: bool,
     pub inj: Injector,
@@ -50,13 +53,13 @@ pub fn create(
         (ret, child)
     };
     let what = format!("clone3 thread {want}");
-    let tid = leader.check(&what, ret)? as i32;
-    if child != Some(tid) {
-        return Err(RestoreError::State {
-            pid,
-            reason: format!("{what}: clone returned {tid} but ptrace reported {child:?}"),
-        });
-    }
+    let inner_tid = leader.check(&what, ret)? as i32;
+    // clone3 returns the id in the target's namespace, the clone event the
+    // one in ours.
+    let tid = child.ok_or_else(|| RestoreError::State {
+        pid,
+        reason: format!("{what}: clone returned {inner_tid} without a clone event"),
+    })?;
     match ptrace::wait(tid).map_err(|source| RemoteError::Ptrace {
         pid: tid,
         op: "waitpid (new thread)",
@@ -80,7 +83,8 @@ pub fn create(
     inj.set_stack(stack);
     Ok(NewThread {
         tid,
-        tid_kept: tid == want,
+        inner_tid,
+        tid_kept: inner_tid == want,
         inj,
     })
 }

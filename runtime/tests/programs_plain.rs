@@ -119,3 +119,8 @@ fn thread_programs() {
         go(p);
     }
 }
+
+#[test]
+fn tree_programs() {
+    go("tree_basic");
+}

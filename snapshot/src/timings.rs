@@ -21,10 +21,15 @@ impl Timings {
         self.current = Some((name, Instant::now()));
     }
 
-    /// Ends the running phase.
+    /// Ends the running phase. A phase that runs again (once per process
+    /// of a tree) adds to its first entry.
     pub fn end(&mut self) {
         if let Some((name, start)) = self.current.take() {
-            self.phases.push((name, start.elapsed()));
+            let d = start.elapsed();
+            match self.phases.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, total)) => *total += d,
+                None => self.phases.push((name, d)),
+            }
         }
     }
 
@@ -60,6 +65,7 @@ mod tests {
         let mut t = Timings::new();
         t.phase("a");
         t.phase("b");
+        t.phase("a");
         t.end();
         let names: Vec<_> = t.phases().iter().map(|(n, _)| *n).collect();
         assert_eq!(names, ["a", "b"]);

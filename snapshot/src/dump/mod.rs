@@ -12,11 +12,12 @@ pub mod freeze;
 pub mod memory;
 pub mod process;
 pub mod threads;
+pub mod tree;
 
 use std::io;
 use std::path::Path;
 
-use crate::image::{ImageError, ImageWriter, Manifest, PagesFile, VmaKind};
+use crate::image::{ImageError, ImageWriter, Manifest, PagesFile, ProcessImage, VmaKind};
 use crate::sys::mem::{Pagemap, ProcMem};
 use crate::sys::proc::parse_smaps;
 use crate::sys::remote::{InjectMode, Injector, Remote, RemoteError, Scratch};
@@ -24,6 +25,7 @@ use crate::sys::{ptrace, PAGE_SIZE};
 use crate::Timings;
 
 use freeze::{Frozen, FrozenProcess};
+use tree::FrozenTree;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DumpError {
@@ -72,6 +74,10 @@ pub struct CheckpointOptions {
 #[derive(Clone, Debug)]
 pub struct CheckpointReport {
     pub timings: Timings,
+    /// Processes in the tree (the zombies not counted).
+    pub processes: usize,
+    /// Threads of all of them.
+    pub threads: usize,
     pub vmas: usize,
     pub pages_bytes: u64,
     pub fds: usize,
@@ -88,26 +94,29 @@ pub fn checkpoint(
     if pid <= 0 || !Path::new(&format!("/proc/{pid}")).exists() {
         return Err(DumpError::NoSuchProcess { pid });
     }
-    process::check_checkpointable(pid)?;
-    let frozen = FrozenProcess::seize(pid)?;
+    let tree = FrozenTree::seize(pid)?;
 
     let mut writer = ImageWriter::create(dir)?;
-    match dump_frozen(&frozen, &mut writer, &mut t) {
+    match dump_tree(&tree, &mut writer, &mut t) {
         Ok(manifest) => {
-            let vmas = manifest.processes[0].vmas.len();
-            let fds = manifest.processes[0].fds.len();
+            let vmas = manifest.processes.iter().map(|p| p.vmas.len()).sum();
+            let fds = manifest.processes.iter().map(|p| p.fds.len()).sum();
+            let processes = manifest.processes.len();
+            let threads = manifest.processes.iter().map(|p| p.threads.len()).sum();
             let pages_bytes = writer.written();
             t.phase("write");
             writer.finish(manifest)?;
             t.phase("finish");
             if opts.leave_running {
-                frozen.release()?;
+                tree.release()?;
             } else {
-                frozen.kill()?;
+                tree.kill()?;
             }
             t.end();
             Ok(CheckpointReport {
                 timings: t,
+                processes,
+                threads,
                 vmas,
                 pages_bytes,
                 fds,
@@ -115,29 +124,71 @@ pub fn checkpoint(
         }
         Err(e) => {
             writer.abandon();
-            drop(frozen);
+            drop(tree);
             Err(e)
         }
     }
 }
 
+/// Dumps every process of the frozen tree. Everything that can be refused
+/// (fds, pipes leaving the tree, mappings) is looked at for every process
+/// before any memory is copied.
+fn dump_tree(
+    tree: &FrozenTree,
+    writer: &mut ImageWriter,
+    t: &mut Timings,
+) -> Result<Manifest, DumpError> {
+    t.phase("files");
+    let mut files = Vec::with_capacity(tree.procs.len());
+    for frozen in &tree.procs {
+        let pid = frozen.pid;
+        let (f, fds) = fds::dump_fds(pid, writer)?;
+        files.push(fds::ProcFiles { pid, files: f, fds });
+    }
+    fds::link_tree(&mut files)?;
+
+    t.phase("mappings");
+    for frozen in &tree.procs {
+        let pid = frozen.pid;
+        // Refuse unsupported mappings before anything is injected.
+        for m in &read_maps(pid)? {
+            memory::classify(m).map_err(|what| DumpError::UnsupportedProcess { pid, what })?;
+        }
+    }
+
+    let mut processes = Vec::with_capacity(tree.procs.len());
+    for (frozen, f) in tree.procs.iter().zip(files) {
+        let mut image = dump_frozen(frozen, writer, t)?;
+        image.files = f.files;
+        image.fds = f.fds;
+        processes.push(image);
+    }
+    Ok(Manifest {
+        created_unix: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        snaprun_version: env!("CARGO_PKG_VERSION").to_string(),
+        kernel: process::kernel_release(),
+        processes,
+        zombies: tree.zombies.clone(),
+        pages: PagesFile {
+            file: String::new(),
+            size: 0,
+        },
+    })
+}
+
+/// One frozen process's threads, memory and attributes (its files are
+/// dumped before, by [`dump_tree`]).
 fn dump_frozen(
     frozen: &FrozenProcess,
     writer: &mut ImageWriter,
     t: &mut Timings,
-) -> Result<Manifest, DumpError> {
+) -> Result<ProcessImage, DumpError> {
     let pid = frozen.pid;
-    t.phase("files");
-    let (files, fds) = fds::dump_fds(pid, writer)?;
-
-    t.phase("mappings");
-    let maps = read_maps(pid)?;
-    // Refuse unsupported mappings before anything is injected.
-    for m in &maps {
-        memory::classify(m).map_err(|what| DumpError::UnsupportedProcess { pid, what })?;
-    }
-
     t.phase("state");
+    let maps = read_maps(pid)?;
     let vdso = maps
         .iter()
         .find(|m| m.name == "[vdso]")
@@ -191,21 +242,7 @@ fn dump_frozen(
     proc_image.threads = threads;
     proc_image.sigactions = injected.sigactions;
     proc_image.shared_pending = shared_pending;
-    proc_image.files = files;
-    proc_image.fds = fds;
-    Ok(Manifest {
-        created_unix: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        snaprun_version: env!("CARGO_PKG_VERSION").to_string(),
-        kernel: process::kernel_release(),
-        processes: vec![proc_image],
-        pages: PagesFile {
-            file: String::new(),
-            size: 0,
-        },
-    })
+    Ok(proc_image)
 }
 
 /// `/proc/PID/smaps`, parsed.

@@ -14,9 +14,25 @@ pub struct Manifest {
     pub snaprun_version: String,
     /// `uname -r` of the kernel it was taken on.
     pub kernel: String,
+    /// The process tree: the checkpointed process first, every other one
+    /// after its parent.
     pub processes: Vec<ProcessImage>,
+    /// Children of the tree that had exited but were not reaped yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zombies: Vec<Zombie>,
     /// The page data file and its size.
     pub pages: PagesFile,
+}
+
+/// A child that had exited and was not reaped by its parent yet.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Zombie {
+    pub pid: i32,
+    pub ppid: i32,
+    pub pgid: i32,
+    pub sid: i32,
+    /// As `waitpid` reports it (exit code << 8, or the signal).
+    pub exit_status: i32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -262,6 +278,18 @@ pub struct OpenFile {
     /// `f_flags` without `O_CLOEXEC` (that one is per fd).
     pub flags: u32,
     pub kind: FileKind,
+    /// Set when the description is shared with an earlier process of the
+    /// tree (inherited across fork): restore takes that process's one
+    /// instead of making another, and `kind` is informative.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<SharedFile>,
+}
+
+/// Where a shared open file description lives: fd `fd` of process `pid`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SharedFile {
+    pub pid: i32,
+    pub fd: i32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

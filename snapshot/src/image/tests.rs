@@ -59,6 +59,7 @@ fn sample(runs: Vec<PageRun>) -> Manifest {
             files: vec![],
             fds: vec![],
         }],
+        zombies: vec![],
         pages: PagesFile {
             file: String::new(),
             size: 0,

@@ -141,13 +141,28 @@ fn initial_prot(v: &Vma) -> u32 {
 }
 
 /// Maps every VMA of the snapshot (but the kernel's own) at its address.
+/// `earlier` holds the processes of the tree already mapped (pid in the
+/// restorer's namespace, their VMAs): shared anonymous memory they hold is
+/// mapped from them, so that it stays one object.
 pub fn map_vmas(
     remote: &mut dyn Remote,
     scratch: &mut Scratch,
     vmas: &[Vma],
+    earlier: &[(i32, &[Vma])],
 ) -> Result<(), RestoreError> {
-    // Shared anonymous objects already created: inode -> first VMA.
-    let mut shmem: std::collections::HashMap<u64, &Vma> = std::collections::HashMap::new();
+    // Shared anonymous objects already created: inode -> (the /proc entry
+    // of the process that has it, its first VMA).
+    let mut shmem: std::collections::HashMap<u64, (String, &Vma)> =
+        std::collections::HashMap::new();
+    for (pid, theirs) in earlier {
+        for v in theirs.iter().filter(|v| v.kind == VmaKind::SharedAnon) {
+            if v.shmem_inode != 0 {
+                shmem
+                    .entry(v.shmem_inode)
+                    .or_insert((format!("/proc/{pid}"), v));
+            }
+        }
+    }
     for v in vmas.iter().filter(|v| !v.kind.is_special()) {
         let mut flags = libc::MAP_FIXED;
         if v.advice.noreserve {
@@ -164,16 +179,18 @@ pub fn map_vmas(
             VmaKind::SharedAnon => match shmem.get(&v.shmem_inode).filter(|_| v.shmem_inode != 0) {
                 // Another view of an object already mapped: map that object
                 // (through its map_files entry) at the same object offset.
-                Some(first) if v.offset >= first.offset => {
+                Some((proc, first)) if v.offset >= first.offset => {
                     flags |= libc::MAP_SHARED;
-                    let path = format!("/proc/self/map_files/{:x}-{:x}", first.start, first.end);
+                    let path = format!("{proc}/map_files/{:x}-{:x}", first.start, first.end);
                     (
                         Some(open_in_target(remote, scratch, &path, libc::O_RDWR)?),
                         v.offset - first.offset,
                     )
                 }
                 _ => {
-                    shmem.entry(v.shmem_inode).or_insert(v);
+                    shmem
+                        .entry(v.shmem_inode)
+                        .or_insert(("/proc/self".to_string(), v));
                     flags |= libc::MAP_SHARED | libc::MAP_ANONYMOUS;
                     (None, 0)
                 }
@@ -377,7 +394,7 @@ mod tests {
             vma(0x10000, libc::PROT_READ as u32, VmaKind::Anon, 1),
             vma(0x20000, 0, VmaKind::Anon, 0),
         ];
-        map_vmas(&mut fake, &mut scratch, &vmas).unwrap();
+        map_vmas(&mut fake, &mut scratch, &vmas, &[]).unwrap();
         finish_vmas(&mut fake, &vmas).unwrap();
         let mmaps: Vec<_> = fake
             .calls
@@ -408,6 +425,7 @@ mod tests {
             &mut fake,
             &mut scratch,
             &[vma(0x10000, 3, VmaKind::Anon, 0)],
+            &[],
         )
         .unwrap_err();
         assert!(err.to_string().contains("another address"), "{err}");

@@ -12,14 +12,15 @@ pub mod pidns;
 pub mod process;
 pub mod stub;
 pub mod threads;
+pub mod tree;
 
 use std::io;
 use std::path::Path;
 
-use crate::image::{FileKind, FileRef, Image, ImageError, VmaKind};
-use crate::sys::remote::{InjectMode, Injector, Remote, RemoteError, Scratch};
-use crate::sys::{ptrace, resume_regs, PAGE_SIZE};
-use crate::{hex, Timings};
+use crate::image::{FileKind, FileRef, Image, ImageError, ProcessImage, VmaKind};
+use crate::sys::remote::{InjectMode, Injector, RemoteError};
+use crate::sys::{ptrace, resume_regs};
+use crate::Timings;
 
 use pidns::{PidNs, PidNsMode};
 use stub::{Stub, TRAMPOLINE_LEN};
@@ -73,6 +74,8 @@ pub struct RestoreReport {
     pub pid_kept: bool,
     /// Set when the process was restored into a new PID namespace.
     pub pid_ns: Option<NewPidNs>,
+    /// Processes restored (the tree's live ones).
+    pub processes: usize,
     pub pages_bytes: u64,
     pub timings: Timings,
 }
@@ -106,40 +109,16 @@ fn check_file(f: &FileRef, strict: bool) -> Result<(), RestoreError> {
     Ok(())
 }
 
-/// Restores the snapshot in `dir` and returns once the process runs.
-pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<RestoreReport, RestoreError> {
-    let mut t = Timings::new();
-    t.phase("load");
-    let image = Image::open(dir)?;
-    let p = &image.manifest.processes[0];
-    let thread = match p.threads.first() {
-        Some(t) if t.tid == p.pid => t,
-        _ => {
-            return Err(RestoreError::State {
-                pid: p.pid,
-                reason: "the manifest's first thread is not the process's leader".into(),
-            })
-        }
-    };
-    let xsaves = p
-        .threads
-        .iter()
-        .map(|t| {
-            hex::decode(&t.xsave).map_err(|e| RestoreError::State {
-                pid: p.pid,
-                reason: format!("thread {}: bad XSAVE area in the manifest: {e}", t.tid),
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-
-    t.phase("check-files");
+/// Checks every file a process of the snapshot refers to, before any
+/// process exists.
+fn check_files(p: &ProcessImage) -> Result<(), RestoreError> {
     check_file(&p.exe, true)?;
     for v in &p.vmas {
         if let Some(f) = &v.file {
             check_file(f, true)?;
         }
     }
-    for f in &p.files {
+    for f in p.files.iter().filter(|f| f.shared.is_none()) {
         match &f.kind {
             FileKind::Regular { file, .. } => check_file(file, false)?,
             FileKind::Directory { path, .. }
@@ -156,22 +135,46 @@ pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<RestoreReport, Resto
             | FileKind::EventFd { .. } => {}
         }
     }
+    Ok(())
+}
+
+/// Restores the snapshot in `dir` and returns once its processes run.
+pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<RestoreReport, RestoreError> {
+    let mut t = Timings::new();
+    t.phase("load");
+    let image = Image::open(dir)?;
+    let m = &image.manifest;
+    let root = &m.processes[0];
+
+    t.phase("check-files");
+    for p in &m.processes {
+        check_files(p)?;
+    }
 
     t.phase("stub");
-    let mut occupied: Vec<(u64, u64)> = p.vmas.iter().map(|v| (v.start, v.end)).collect();
+    let mut occupied: Vec<(u64, u64)> = m
+        .processes
+        .iter()
+        .flat_map(|p| p.vmas.iter().map(|v| (v.start, v.end)))
+        .collect();
     occupied.extend(stub::own_ranges().map_err(|source| RestoreError::Io {
         what: "reading /proc/self/maps".into(),
         source,
     })?);
     let tramp =
         stub::choose_trampoline(&occupied, TRAMPOLINE_LEN).ok_or_else(|| RestoreError::State {
-            pid: p.pid,
+            pid: root.pid,
             reason: "no free address range for the restore trampoline".into(),
         })?;
-    let mut taken: Vec<i32> = p
-        .threads
+    let ids: Vec<i32> = m
+        .processes
         .iter()
-        .map(|t| t.tid)
+        .flat_map(|p| p.threads.iter().map(|t| t.tid))
+        .chain(m.zombies.iter().map(|z| z.pid))
+        .collect();
+    let mut taken: Vec<i32> = ids
+        .iter()
+        .copied()
         .filter(|&id| pidns::id_in_use(id))
         .collect();
     let mut ns = match opts.pid_ns {
@@ -188,9 +191,9 @@ pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<RestoreReport, Resto
         }
         PidNsMode::Auto => None,
     };
-    if ns.is_some() && p.threads.iter().any(|t| t.tid == 1) {
+    if ns.is_some() && ids.contains(&1) {
         return Err(RestoreError::State {
-            pid: p.pid,
+            pid: root.pid,
             reason:
                 "the snapshot's process was pid 1 (a container's init): restore it as a container"
                     .into(),
@@ -200,107 +203,48 @@ pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<RestoreReport, Resto
         Some(ns) => {
             let back = own_pid_ns()?;
             ns.enter()?;
-            let stub = Stub::spawn(p.pid, tramp);
+            let stub = Stub::spawn(root.pid, tramp);
             leave_pid_ns(&back)?;
             stub?
         }
-        None => Stub::spawn(p.pid, tramp)?,
+        None => Stub::spawn(root.pid, tramp)?,
     };
-    let pid = stub.pid;
-    // The ids the process sees, for the calls it makes about itself.
-    let inner_pid = inner_id(pid)?;
-    let ptrace_err = |what: &'static str| {
-        move |source| {
-            RestoreError::Remote(RemoteError::Ptrace {
-                pid,
-                op: what,
-                source,
-            })
-        }
-    };
-    ptrace::set_sigmask(pid, !0).map_err(ptrace_err("SETSIGMASK"))?;
-    let base = ptrace::get_regs(pid).map_err(ptrace_err("GETREGS"))?;
-    let mut inj = Injector::new(pid, base, tramp, InjectMode::Trap)?;
     let stack = tramp + TRAMPOLINE_LEN - 256;
+    let pid = stub.pid;
+    ptrace::set_sigmask(pid, !0).map_err(|source| RemoteError::Ptrace {
+        pid,
+        op: "SETSIGMASK",
+        source,
+    })?;
+    let base = ptrace::get_regs(pid).map_err(|source| RemoteError::Ptrace {
+        pid,
+        op: "GETREGS",
+        source,
+    })?;
+    let mut inj = Injector::new(pid, base, tramp, InjectMode::Trap)?;
     inj.set_stack(stack);
-    let mut scratch = Scratch::new(tramp + PAGE_SIZE, TRAMPOLINE_LEN - 2 * PAGE_SIZE);
-    // Lift the stub's fd limit for the duration, so fds can be placed at
-    // any number the process had.
-    raise_nofile(pid);
+    let mut procs = vec![tree::Proc::new(root, pid, inj, tramp)?];
 
-    t.phase("address-space");
-    process::unregister_stub_rseq(&mut inj)?;
-    fds::close_all(&mut inj)?;
-    memory::clear_and_place_vdso(&mut inj, tramp, &p.vmas)?;
-    memory::check_vdso(pid, &p.vmas)?;
-    memory::map_vmas(&mut inj, &mut scratch, &p.vmas)?;
+    t.phase("tree");
+    tree::fork_children(&mut procs, m, &mut stub, tramp, stack)?;
+    tree::make_zombies(&mut procs, &m.zombies, tramp, stack)?;
+    tree::set_sessions(&mut procs)?;
 
-    t.phase("memory");
-    let pages_bytes = memory::fill_pages(&mut inj, &image, &p.vmas)?;
-
-    t.phase("mm");
-    memory::finish_vmas(&mut inj, &p.vmas)?;
-    memory::set_mm(&mut inj, &mut scratch, p)?;
-
-    t.phase("files");
-    fds::restore_fds(&mut inj, &mut scratch, &image, p)?;
-
-    t.phase("process");
-    process::set_attributes(&mut inj, &mut scratch, p)?;
-    process::set_sigactions(&mut inj, &mut scratch, p)?;
-    process::set_thread(&mut inj, &mut scratch, thread)?;
-
-    t.phase("threads");
-    // Created after the signal handlers (shared) and with every signal
-    // blocked (inherited from the leader, which ptrace blocked).
-    let mut others = Vec::with_capacity(p.threads.len() - 1);
-    for th in &p.threads[1..] {
-        let mut new = threads::create(&mut inj, &mut scratch, th.tid, tramp, stack)?;
-        stub.add_thread(new.tid);
-        process::set_thread(&mut new.inj, &mut scratch, th)?;
-        others.push((th, new));
+    let mut files = fds::TreeFiles::default();
+    let mut pages_bytes = 0;
+    for i in 0..procs.len() {
+        pages_bytes += morph(&image, &mut procs, i, &mut files, &mut stub, &mut t)?;
     }
-    process::queue_signals(
-        &mut inj,
-        &mut scratch,
-        inner_pid,
-        inner_pid,
-        &p.shared_pending,
-        &thread.pending,
-    )?;
-    // A thread-directed signal with a user si_code can only be queued by
-    // the thread itself.
-    for (th, new) in &mut others {
-        process::queue_signals(
-            &mut new.inj,
-            &mut scratch,
-            inner_pid,
-            new.inner_tid,
-            &[],
-            &th.pending,
-        )?;
-    }
-    process::set_creds(&mut inj, &mut scratch, p)?;
 
     t.phase("resume");
-    // The last injected call removes the trampoline itself, so it must stop
-    // at syscall exit, before returning to the unmapped page. Every other
-    // thread is stopped meanwhile.
-    inj.set_mode(InjectMode::SyscallStops);
-    inj.syscall(
-        "munmap(trampoline)",
-        libc::SYS_munmap,
-        &[tramp, TRAMPOLINE_LEN],
-    )?;
-    let tids: Vec<i32> = std::iter::once(pid)
-        .chain(others.iter().map(|(_, n)| n.tid))
-        .collect();
-    // The leader last: once it runs, the process is out of our hands.
-    for ((th, xsave), &tid) in p.threads.iter().zip(&xsaves).zip(&tids).rev() {
-        resume_thread(tid, th, xsave)?;
+    fds::close_parked(&mut procs, &mut files)?;
+    // Children first, each process's leader last: once the root runs, the
+    // tree is out of our hands.
+    for p in procs.iter_mut().rev() {
+        p.resume()?;
     }
-    let tids_kept = others.iter().all(|(_, n)| n.tid_kept);
-    let pid_kept = stub.pid_kept && tids_kept;
+    let pid_kept = stub.pid_kept && procs.iter().all(|p| p.ids_kept());
+    let inner_pid = procs[0].inner_pid;
     stub.release();
     let pid_ns = ns.as_mut().map(|ns| {
         ns.release();
@@ -311,21 +255,106 @@ pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<RestoreReport, Resto
         }
     });
     t.end();
-    if p.vmas.iter().all(|v| v.kind != VmaKind::Vdso) {
-        tracing::warn!(pid, "snapshot has no vDSO");
-    }
     Ok(RestoreReport {
         pid,
         pid_kept,
         pid_ns,
+        processes: procs.len(),
         pages_bytes,
         timings: t,
     })
 }
 
+/// Turns the stub `procs[i]` into its process, but for the final resume:
+/// address space, memory, mm, fds, attributes, threads, pending signals and
+/// credentials. Returns the bytes of pages written.
+fn morph(
+    image: &Image,
+    procs: &mut [tree::Proc],
+    i: usize,
+    files: &mut fds::TreeFiles,
+    stub: &mut Stub,
+    t: &mut Timings,
+) -> Result<u64, RestoreError> {
+    let (earlier, rest) = procs.split_at_mut(i);
+    let proc = &mut rest[0];
+    let p = proc.image;
+    let pid = proc.pid;
+    let tramp = proc.trampoline;
+    let stack = tramp + TRAMPOLINE_LEN - 256;
+    let inj = &mut proc.inj;
+    let scratch = &mut proc.scratch;
+    // Lift the stub's fd limit for the duration, so fds can be placed at
+    // any number the process had.
+    raise_nofile(pid);
+
+    t.phase("address-space");
+    process::unregister_stub_rseq(inj)?;
+    fds::close_all(inj)?;
+    memory::clear_and_place_vdso(inj, tramp, &p.vmas)?;
+    memory::check_vdso(pid, &p.vmas)?;
+    let views: Vec<(i32, &[crate::image::Vma])> = earlier
+        .iter()
+        .map(|q| (q.pid, q.image.vmas.as_slice()))
+        .collect();
+    memory::map_vmas(inj, scratch, &p.vmas, &views)?;
+
+    t.phase("memory");
+    let pages_bytes = memory::fill_pages(inj, image, &p.vmas)?;
+
+    t.phase("mm");
+    memory::finish_vmas(inj, &p.vmas)?;
+    memory::set_mm(inj, scratch, p)?;
+
+    t.phase("files");
+    let holders: Vec<(i32, i32)> = earlier.iter().map(|q| (q.image.pid, q.inner_pid)).collect();
+    fds::restore_fds(inj, scratch, image, p, files, &holders)?;
+
+    t.phase("process");
+    process::set_attributes(inj, scratch, p)?;
+    process::set_sigactions(inj, scratch, p)?;
+    process::set_thread(inj, scratch, &p.threads[0])?;
+
+    t.phase("threads");
+    // Created after the signal handlers (shared) and with every signal
+    // blocked (inherited from the leader, which ptrace blocked).
+    for th in &p.threads[1..] {
+        let mut new = threads::create(inj, scratch, th.tid, tramp, stack)?;
+        stub.add_member(new.tid);
+        process::set_thread(&mut new.inj, scratch, th)?;
+        proc.threads.push(new);
+    }
+    let inner_pid = proc.inner_pid;
+    process::queue_signals(
+        &mut proc.inj,
+        &mut proc.scratch,
+        inner_pid,
+        inner_pid,
+        &p.shared_pending,
+        &p.threads[0].pending,
+    )?;
+    // A thread-directed signal with a user si_code can only be queued by
+    // the thread itself.
+    for (th, new) in p.threads[1..].iter().zip(proc.threads.iter_mut()) {
+        process::queue_signals(
+            &mut new.inj,
+            &mut proc.scratch,
+            inner_pid,
+            new.inner_tid,
+            &[],
+            &th.pending,
+        )?;
+    }
+    process::set_creds(&mut proc.inj, &mut proc.scratch, p)?;
+    if p.vmas.iter().all(|v| v.kind != VmaKind::Vdso) {
+        tracing::warn!(pid, "snapshot has no vDSO");
+    }
+    Ok(pages_bytes)
+}
+
 /// Gives a stopped thread its saved mask, XSAVE state and registers (with
 /// the restart rules applied), and lets it run.
-fn resume_thread(
+pub(super) fn resume_thread(
     tid: i32,
     th: &crate::image::ThreadImage,
     xsave: &[u8],
@@ -373,7 +402,7 @@ fn leave_pid_ns(own: &std::fs::File) -> Result<(), RestoreError> {
 
 /// A task's id in its own (innermost) PID namespace: the last field of
 /// `NSpid` in its status.
-fn inner_id(id: i32) -> Result<i32, RestoreError> {
+pub(super) fn inner_id(id: i32) -> Result<i32, RestoreError> {
     let path = format!("/proc/{id}/status");
     let status = std::fs::read_to_string(&path).map_err(|source| RestoreError::Io {
         what: format!("reading {path}"),

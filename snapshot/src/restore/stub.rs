@@ -97,8 +97,9 @@ pub struct Stub {
     pub trampoline: u64,
     /// Whether the stub got the pid it asked for.
     pub pid_kept: bool,
-    /// Threads created in it, which the tracer must reap if it is killed.
-    threads: Vec<i32>,
+    /// Threads and child processes created from it, which the tracer must
+    /// kill and reap if restore fails.
+    members: Vec<i32>,
     live: bool,
 }
 
@@ -153,7 +154,7 @@ impl Stub {
             // set_tid succeeded: the pid is the wanted one in the stub's
             // own (innermost) PID namespace.
             pid_kept: want_pid.is_some(),
-            threads: Vec::new(),
+            members: Vec::new(),
             live: true,
         };
         match ptrace::wait(pid)? {
@@ -168,14 +169,17 @@ impl Stub {
         }
         ptrace::set_options(
             pid,
-            ptrace::PTRACE_O_EXITKILL | ptrace::PTRACE_O_TRACESYSGOOD | ptrace::PTRACE_O_TRACECLONE,
+            ptrace::PTRACE_O_EXITKILL
+                | ptrace::PTRACE_O_TRACESYSGOOD
+                | ptrace::PTRACE_O_TRACECLONE
+                | ptrace::PTRACE_O_TRACEFORK,
         )?;
         Ok(stub)
     }
 
-    /// Records a thread created in the stub.
-    pub fn add_thread(&mut self, tid: i32) {
-        self.threads.push(tid);
+    /// Records a thread or child process created from the stub.
+    pub fn add_member(&mut self, tid: i32) {
+        self.members.push(tid);
     }
 
     /// Lets the restored process go: from now on it is not killed when
@@ -197,13 +201,17 @@ fn stub_exit_reason(stop: Stop) -> &'static str {
 impl Drop for Stub {
     fn drop(&mut self) {
         if self.live {
-            // SAFETY: kill and waitpid on our own child and the threads we
+            // SAFETY: kill and waitpid on our own child and the tasks we
             // trace; no memory involved but the status local. The traced
-            // threads are reaped first: the leader is reported after them.
+            // members are reaped first: a leader is reported after its
+            // threads.
             unsafe {
                 libc::kill(self.pid, libc::SIGKILL);
+                for &tid in &self.members {
+                    libc::kill(tid, libc::SIGKILL);
+                }
                 let mut status = 0;
-                for &tid in &self.threads {
+                for &tid in self.members.iter().rev() {
                     libc::waitpid(tid, &mut status, libc::__WALL);
                 }
                 libc::waitpid(self.pid, &mut status, libc::__WALL);

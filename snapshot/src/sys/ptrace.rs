@@ -5,6 +5,7 @@ use std::io;
 use super::{cvt, Regs, SigInfo};
 
 pub const PTRACE_O_TRACESYSGOOD: u64 = 0x01;
+pub const PTRACE_O_TRACEFORK: u64 = 0x02;
 pub const PTRACE_O_TRACECLONE: u64 = 0x08;
 pub const PTRACE_O_EXITKILL: u64 = 0x10_0000;
 
@@ -17,6 +18,7 @@ const PTRACE_GETSIGMASK: libc::c_uint = 0x420a;
 const PTRACE_SETSIGMASK: libc::c_uint = 0x420b;
 const PTRACE_GET_RSEQ_CONFIGURATION: libc::c_uint = 0x420f;
 const PTRACE_PEEKSIGINFO_SHARED: u32 = 1;
+pub const PTRACE_EVENT_FORK: i32 = 1;
 pub const PTRACE_EVENT_CLONE: i32 = 3;
 pub const PTRACE_EVENT_STOP: i32 = 128;
 const NT_X86_XSTATE: usize = 0x202;

@@ -178,8 +178,9 @@ impl Injector {
 
 impl Injector {
     /// Runs a `clone`/`clone3` in [`InjectMode::Trap`] mode in a tracee with
-    /// `PTRACE_O_TRACECLONE` set: the kernel reports the new task with a
-    /// clone event before the call returns. Returns the raw result and the
+    /// `PTRACE_O_TRACECLONE` and `PTRACE_O_TRACEFORK` set: the kernel
+    /// reports the new task with a clone or fork event before the call
+    /// returns. Returns the raw result and the
     /// new task's id, which starts traced and stopped.
     pub fn clone_syscall(
         &mut self,
@@ -198,7 +199,9 @@ impl Injector {
         let child = match stop {
             Stop::Signal { sig, event } if sig == libc::SIGTRAP && event == 0 => None,
             Stop::Signal { sig, event }
-                if sig == libc::SIGTRAP && event == ptrace::PTRACE_EVENT_CLONE =>
+                if sig == libc::SIGTRAP
+                    && (event == ptrace::PTRACE_EVENT_CLONE
+                        || event == ptrace::PTRACE_EVENT_FORK) =>
             {
                 let tid =
                     ptrace::get_event_msg(self.pid).map_err(self.ptrace_err("GETEVENTMSG"))?;
@@ -220,6 +223,44 @@ impl Injector {
         };
         let after = ptrace::get_regs(self.pid).map_err(self.ptrace_err("GETREGS"))?;
         Ok((after.rax as i64, child))
+    }
+
+    /// Runs a syscall that ends the task (`exit_group`) and returns how it
+    /// ended, as waitpid reports it to the tracer.
+    pub fn run_to_exit(&mut self, what: &str, nr: i64, args: &[u64]) -> Result<Stop, RemoteError> {
+        self.load(nr, args)?;
+        ptrace::cont(self.pid, 0).map_err(self.ptrace_err("CONT"))?;
+        self.wait_exit(what, 0)
+    }
+
+    /// Lets the task run until it ends, delivering `sig` when it stops for
+    /// it (a signal sent to it that kills it).
+    pub fn deliver_until_exit(&mut self, what: &str, sig: i32) -> Result<Stop, RemoteError> {
+        ptrace::cont(self.pid, 0).map_err(self.ptrace_err("CONT"))?;
+        self.wait_exit(what, sig)
+    }
+
+    fn wait_exit(&mut self, what: &str, deliver: i32) -> Result<Stop, RemoteError> {
+        for _ in 0..16 {
+            match ptrace::wait(self.pid).map_err(self.ptrace_err("waitpid"))? {
+                s @ (Stop::Exited(_) | Stop::Killed(_)) => return Ok(s),
+                Stop::Signal { sig, event: 0 } if sig == deliver => {
+                    ptrace::cont(self.pid, sig).map_err(self.ptrace_err("CONT"))?
+                }
+                // The exit event and other stops on the way out.
+                _ => ptrace::cont(self.pid, 0).map_err(self.ptrace_err("CONT"))?,
+            }
+        }
+        Err(RemoteError::Died {
+            pid: self.pid,
+            what: what.to_string(),
+            how: "did not end".into(),
+        })
+    }
+
+    /// The address of the `syscall` instruction injected calls go through.
+    pub fn syscall_ip(&self) -> u64 {
+        self.syscall_ip
     }
 
     /// Points the thread at the syscall instruction with `nr` and `args`

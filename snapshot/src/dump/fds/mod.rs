@@ -9,7 +9,7 @@ use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
-use crate::image::{Fd, FileKind, ImageWriter, OpenFile};
+use crate::image::{Fd, FileKind, ImageWriter, OpenFile, SharedFile};
 use crate::sys::proc::parse_fdinfo;
 
 use super::memory::file_ref;
@@ -62,9 +62,53 @@ impl PidFd {
 }
 
 fn same_file(pid: i32, a: i32, b: i32) -> bool {
+    same_file_in(pid, a, pid, b)
+}
+
+/// Whether fd `a` of `pid_a` and fd `b` of `pid_b` are one open file
+/// description.
+fn same_file_in(pid_a: i32, a: i32, pid_b: i32, b: i32) -> bool {
     const KCMP_FILE: i32 = 0;
-    // SAFETY: kcmp compares two fds of a process; no memory involved.
-    unsafe { libc::syscall(libc::SYS_kcmp, pid, pid, KCMP_FILE, a, b) == 0 }
+    // SAFETY: kcmp compares two fds of two processes; no memory involved.
+    unsafe { libc::syscall(libc::SYS_kcmp, pid_a, pid_b, KCMP_FILE, a, b) == 0 }
+}
+
+/// One process's open files and fd table.
+pub struct ProcFiles {
+    pub pid: i32,
+    pub files: Vec<OpenFile>,
+    pub fds: Vec<Fd>,
+}
+
+/// Across the process tree (in tree order): marks each open file
+/// description that an earlier process also holds (inherited across fork)
+/// as shared with that process's fd, then checks that every pipe has both
+/// ends in the tree.
+pub fn link_tree(procs: &mut [ProcFiles]) -> Result<(), DumpError> {
+    for j in 1..procs.len() {
+        let (earlier, rest) = procs.split_at_mut(j);
+        let p = &mut rest[0];
+        for f in &mut p.files {
+            let Some(fd) = p.fds.iter().find(|d| d.file == f.id).map(|d| d.fd) else {
+                continue;
+            };
+            'search: for q in earlier.iter() {
+                for g in q.files.iter().filter(|g| g.shared.is_none()) {
+                    let Some(qfd) = q.fds.iter().find(|d| d.file == g.id).map(|d| d.fd) else {
+                        continue;
+                    };
+                    if same_file_in(q.pid, qfd, p.pid, fd) {
+                        f.shared = Some(SharedFile {
+                            pid: q.pid,
+                            fd: qfd,
+                        });
+                        break 'search;
+                    }
+                }
+            }
+        }
+    }
+    pipe::check_pipes(procs)
 }
 
 fn list_fds(pid: i32) -> Result<Vec<i32>, DumpError> {
@@ -122,6 +166,7 @@ pub fn dump_fds(pid: i32, writer: &mut ImageWriter) -> Result<(Vec<OpenFile>, Ve
             id,
             flags: info.flags & !(libc::O_CLOEXEC as u32),
             kind,
+            shared: None,
         });
         representative.push((id, fd));
         fds.push(Fd {
@@ -130,7 +175,6 @@ pub fn dump_fds(pid: i32, writer: &mut ImageWriter) -> Result<(Vec<OpenFile>, Ve
             cloexec,
         });
     }
-    pipe::check_pipes(pid, &files, &fds)?;
     Ok((files, fds))
 }
 

@@ -1,40 +1,46 @@
-//! Pipes: both ends must be in the process; bytes still buffered are
+//! Pipes: both ends must be in the process tree; bytes still buffered are
 //! copied with `tee`, so the source keeps them.
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use crate::image::{Fd, FileKind, ImageWriter, OpenFile};
+use crate::image::{FileKind, ImageWriter};
 
 use super::super::DumpError;
 use super::fionread;
 
-/// Both ends of every pipe must be in the process, one description each.
-pub(super) fn check_pipes(pid: i32, files: &[OpenFile], fds: &[Fd]) -> Result<(), DumpError> {
-    let mut ends: HashMap<u64, (u32, u32)> = HashMap::new();
-    for f in files {
-        if let FileKind::Pipe {
-            inode, write_end, ..
-        } = f.kind
-        {
-            let e = ends.entry(inode).or_default();
-            if write_end {
-                e.1 += 1
-            } else {
-                e.0 += 1
+/// Both ends of every pipe must be in the tree, one description each
+/// (descriptions shared by several processes count once).
+pub(super) fn check_pipes(procs: &[super::ProcFiles]) -> Result<(), DumpError> {
+    // inode -> (read ends, write ends, first (pid, fd) seen)
+    let mut ends: HashMap<u64, (u32, u32, (i32, i32))> = HashMap::new();
+    for p in procs {
+        for f in p.files.iter().filter(|f| f.shared.is_none()) {
+            if let FileKind::Pipe {
+                inode, write_end, ..
+            } = f.kind
+            {
+                let fd = p
+                    .fds
+                    .iter()
+                    .find(|d| d.file == f.id)
+                    .map(|d| d.fd)
+                    .unwrap_or(-1);
+                let e = ends.entry(inode).or_insert((0, 0, (p.pid, fd)));
+                if write_end {
+                    e.1 += 1
+                } else {
+                    e.0 += 1
+                }
             }
         }
     }
-    for (inode, (r, w)) in ends {
+    let mut ends: Vec<_> = ends.into_iter().collect();
+    ends.sort_unstable_by_key(|(inode, _)| *inode);
+    for (inode, (r, w, (pid, fd))) in ends {
         if (r, w) != (1, 1) {
-            let fd = files
-                .iter()
-                .find(|f| matches!(f.kind, FileKind::Pipe { inode: i, .. } if i == inode))
-                .and_then(|f| fds.iter().find(|d| d.file == f.id))
-                .map(|d| d.fd)
-                .unwrap_or(-1);
             let what = if r == 0 || w == 0 {
-                format!("pipe:[{inode}] with its other end outside the process")
+                format!("pipe:[{inode}] with its other end outside the process tree")
             } else {
                 format!("pipe:[{inode}] opened more than once at one end")
             };

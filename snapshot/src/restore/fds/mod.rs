@@ -46,12 +46,72 @@ pub fn close_all(remote: &mut dyn Remote) -> Result<(), RestoreError> {
     Ok(())
 }
 
+/// Open file descriptions that cross processes of the tree.
+#[derive(Default)]
+pub struct TreeFiles {
+    /// Pipe ends made by one process for another: (inode, write end) ->
+    /// (the maker's image pid, the fd it holds the end at).
+    parked: HashMap<(u64, bool), (i32, u64)>,
+    /// Every parked end, to close in its maker once all are taken.
+    to_close: Vec<(i32, u64)>,
+}
+
+/// Closes, in the processes that made them, the pipe ends parked for other
+/// processes (which hold their own copies by now).
+pub fn close_parked(
+    procs: &mut [super::tree::Proc],
+    files: &mut TreeFiles,
+) -> Result<(), RestoreError> {
+    for (holder, fd) in files.to_close.drain(..) {
+        if let Some(p) = procs.iter_mut().find(|p| p.image.pid == holder) {
+            p.inj
+                .syscall("close (parked pipe end)", libc::SYS_close, &[fd])?;
+        }
+    }
+    files.parked.clear();
+    Ok(())
+}
+
+/// A duplicate, in the target, of fd `fd` of the process whose pid (in the
+/// target's PID namespace) is `inner_pid`: `pidfd_open` + `pidfd_getfd`
+/// run by the target.
+fn pull(remote: &mut dyn Remote, what: &str, inner_pid: i32, fd: u64) -> Result<u64, RestoreError> {
+    let pidfd = remote.syscall(
+        &format!("{what}: pidfd_open({inner_pid})"),
+        libc::SYS_pidfd_open,
+        &[inner_pid as u64, 0],
+    )?;
+    let r = remote.syscall(
+        &format!("{what}: pidfd_getfd(pid {inner_pid}, fd {fd})"),
+        libc::SYS_pidfd_getfd,
+        &[pidfd, fd, 0],
+    );
+    remote.syscall("close (pidfd)", libc::SYS_close, &[pidfd])?;
+    Ok(r?)
+}
+
+/// Places every fd of `p`. `earlier` lists the processes of the tree
+/// restored before it, as (image pid, pid in the target's namespace):
+/// descriptions shared with them are duplicated from them.
 pub fn restore_fds(
     remote: &mut dyn Remote,
     scratch: &mut Scratch,
     image: &Image,
     p: &ProcessImage,
+    tree: &mut TreeFiles,
+    earlier: &[(i32, i32)],
 ) -> Result<(), RestoreError> {
+    let me = remote.pid();
+    let inner_of = |image_pid: i32| -> Result<i32, RestoreError> {
+        earlier
+            .iter()
+            .find(|(p, _)| *p == image_pid)
+            .map(|(_, inner)| *inner)
+            .ok_or_else(|| RestoreError::State {
+                pid: me,
+                reason: format!("a shared file refers to pid {image_pid}, not restored before"),
+            })
+    };
     let targets: BTreeSet<i32> = p.fds.iter().map(|f| f.fd).collect();
     let high = targets.iter().next_back().map(|m| m + 1).unwrap_or(0);
     let mut by_file: HashMap<u32, Vec<&crate::image::Fd>> = HashMap::new();
@@ -66,19 +126,49 @@ pub fn restore_fds(
             continue;
         };
         let first = fds[0].fd;
-        let tmp = match &file.kind {
-            FileKind::Pipe {
-                inode, write_end, ..
-            } => match pipe_ends.remove(&(*inode, *write_end)) {
+        let tmp = match (&file.kind, file.shared) {
+            (_, Some(src)) => pull(
+                remote,
+                &format!("fd {first}: shared with pid {} fd {}", src.pid, src.fd),
+                inner_of(src.pid)?,
+                src.fd as u64,
+            )?,
+            (
+                FileKind::Pipe {
+                    inode, write_end, ..
+                },
+                None,
+            ) => match pipe_ends.remove(&(*inode, *write_end)) {
                 Some(fd) => fd,
-                None => {
-                    let (r, w) = pipe::create_pipe(remote, scratch, image, p, *inode, first, high)?;
-                    let (mine, other) = if *write_end { (w, r) } else { (r, w) };
-                    pipe_ends.insert((*inode, !*write_end), other);
-                    mine
-                }
+                None => match tree.parked.remove(&(*inode, *write_end)) {
+                    Some((holder, fd)) => pull(
+                        remote,
+                        &format!("fd {first}: pipe:[{inode}] made by pid {holder}"),
+                        inner_of(holder)?,
+                        fd,
+                    )?,
+                    None => {
+                        let (r, w) =
+                            pipe::create_pipe(remote, scratch, image, *inode, first, high)?;
+                        let (mine, other) = if *write_end { (w, r) } else { (r, w) };
+                        let other_here = p.files.iter().any(|f| {
+                            f.shared.is_none()
+                                && matches!(f.kind, FileKind::Pipe { inode: i, write_end: we, .. }
+                                    if i == *inode && we != *write_end)
+                        });
+                        if other_here {
+                            pipe_ends.insert((*inode, !*write_end), other);
+                        } else {
+                            // Another process of the tree holds the other
+                            // end: it takes it from here.
+                            tree.parked.insert((*inode, !*write_end), (p.pid, other));
+                            tree.to_close.push((p.pid, other));
+                        }
+                        mine
+                    }
+                },
             },
-            _ => open_file(remote, scratch, image, file, first)?,
+            (_, None) => open_file(remote, scratch, image, file, first)?,
         };
         // Keep the new description away from fd numbers still to be placed.
         let tmp = if tmp as i32 != first && targets.contains(&(tmp as i32)) {

@@ -1,7 +1,7 @@
 //! Pipes: created both ends at once, with their capacity, flags and the
 //! bytes that were buffered.
 
-use crate::image::{FileKind, Image, ProcessImage};
+use crate::image::{FileKind, Image};
 use crate::sys::remote::{self, Remote, Scratch};
 
 use super::super::RestoreError;
@@ -12,7 +12,6 @@ pub(super) fn create_pipe(
     remote: &mut dyn Remote,
     scratch: &mut Scratch,
     image: &Image,
-    p: &ProcessImage,
     inode: u64,
     fd: i32,
     high: i32,
@@ -42,7 +41,16 @@ pub(super) fn create_pipe(
     let r = lift(r)?;
     let w = lift(w)?;
     let mut data = None;
-    for f in &p.files {
+    // The ends may be in different processes of the tree.
+    let ends = || {
+        image
+            .manifest
+            .processes
+            .iter()
+            .flat_map(|q| q.files.iter())
+            .filter(|f| f.shared.is_none())
+    };
+    for f in ends() {
         if let FileKind::Pipe {
             inode: i,
             write_end,
@@ -78,7 +86,7 @@ pub(super) fn create_pipe(
         )?;
     }
     // The ends' own flags (O_NONBLOCK) are set now that the data is in.
-    for f in &p.files {
+    for f in ends() {
         if let FileKind::Pipe {
             inode: i,
             write_end,

@@ -90,7 +90,15 @@ pub fn summary(image: &Image) -> String {
                 .files
                 .iter()
                 .find(|f| f.id == fd.file)
-                .map(|f| f.kind.describe())
+                .map(|f| match f.shared {
+                    Some(src) => format!(
+                        "{} (shared with pid {} fd {})",
+                        f.kind.describe(),
+                        src.pid,
+                        src.fd
+                    ),
+                    None => f.kind.describe(),
+                })
                 .unwrap_or_default();
             let _ = writeln!(
                 s,
@@ -107,6 +115,13 @@ pub fn summary(image: &Image) -> String {
             "  signals: {} handlers set, {} pending",
             p.sigactions.len(),
             pending
+        );
+    }
+    for z in &m.zombies {
+        let _ = writeln!(
+            s,
+            "\nzombie pid {} ppid {} pgid {} sid {} wait status {:#x}",
+            z.pid, z.ppid, z.pgid, z.sid, z.exit_status
         );
     }
     s

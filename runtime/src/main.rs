@@ -100,8 +100,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 dump::checkpoint(pid, &image_path, &dump::CheckpointOptions { leave_running })?;
             if timings {
                 eprintln!(
-                    "checkpoint of pid {pid}: {} vmas, {} fds, {} bytes of pages",
-                    report.vmas, report.fds, report.pages_bytes
+                    "checkpoint of pid {pid}: {} processes, {} threads, {} vmas, {} fds, {} bytes of pages",
+                    report.processes, report.threads, report.vmas, report.fds, report.pages_bytes
                 );
                 eprintln!("{}", report.timings);
             }
@@ -126,8 +126,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if timings {
                 eprintln!(
-                    "restore of pid {}: {} bytes of pages",
-                    report.pid, report.pages_bytes
+                    "restore of pid {}: {} processes, {} bytes of pages",
+                    report.pid, report.processes, report.pages_bytes
                 );
                 eprintln!("{}", report.timings);
             }

@@ -264,6 +264,44 @@ impl Image {
     }
 }
 
+/// The process tree: distinct pids, each process and zombie after its
+/// parent, shared files pointing at an fd of an earlier process.
+fn validate_tree(m: &Manifest) -> Result<(), String> {
+    let mut seen: Vec<i32> = Vec::new();
+    for (i, p) in m.processes.iter().enumerate() {
+        if seen.contains(&p.pid) || m.zombies.iter().any(|z| z.pid == p.pid) {
+            return Err(format!("pid {} appears twice", p.pid));
+        }
+        if i > 0 && !seen.contains(&p.ppid) {
+            return Err(format!(
+                "pid {}: its parent {} does not come before it",
+                p.pid, p.ppid
+            ));
+        }
+        for f in &p.files {
+            if let Some(src) = f.shared {
+                let holder = m.processes[..i].iter().find(|q| q.pid == src.pid);
+                if !holder.is_some_and(|q| q.fds.iter().any(|d| d.fd == src.fd)) {
+                    return Err(format!(
+                        "pid {} file {}: shared with pid {} fd {}, which no earlier process has",
+                        p.pid, f.id, src.pid, src.fd
+                    ));
+                }
+            }
+        }
+        seen.push(p.pid);
+    }
+    for z in &m.zombies {
+        if !seen.contains(&z.ppid) {
+            return Err(format!(
+                "zombie {}: its parent {} is not in the tree",
+                z.pid, z.ppid
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Structural checks, so that nothing later trusts a bad offset.
 fn validate(m: &Manifest) -> Result<(), String> {
     if m.processes.is_empty() {
@@ -286,6 +324,7 @@ fn validate(m: &Manifest) -> Result<(), String> {
         }
         Ok(())
     };
+    validate_tree(m)?;
     for p in &m.processes {
         if p.threads.first().map(|t| t.tid) != Some(p.pid) {
             return Err(format!(

@@ -232,3 +232,40 @@ fn threads_must_start_with_the_leader_and_be_distinct() {
     m.processes[0].threads = vec![leader];
     validate(&m).unwrap();
 }
+
+#[test]
+fn tree_order_and_shared_files_are_checked() {
+    let mut m = sample(vec![]);
+    m.pages.file = "pages-1-77.img".into();
+    let mut child = m.processes[0].clone();
+    child.pid = 78;
+    child.ppid = 77;
+    child.threads[0].tid = 78;
+    m.processes.push(child.clone());
+    validate(&m).unwrap();
+    // A child before its parent.
+    m.processes.swap(0, 1);
+    let err = validate(&m).unwrap_err();
+    assert!(err.contains("does not come before it"), "{err}");
+    m.processes.swap(0, 1);
+    // A shared file pointing at an fd nobody has.
+    m.processes[1].files.push(OpenFile {
+        id: 9,
+        flags: 0,
+        kind: FileKind::Fifo { path: "/x".into() },
+        shared: Some(SharedFile { pid: 77, fd: 5 }),
+    });
+    let err = validate(&m).unwrap_err();
+    assert!(err.contains("shared with pid 77 fd 5"), "{err}");
+    m.processes[1].files.clear();
+    // A zombie whose parent is not in the tree.
+    m.zombies.push(Zombie {
+        pid: 90,
+        ppid: 12,
+        pgid: 90,
+        sid: 90,
+        exit_status: 0,
+    });
+    let err = validate(&m).unwrap_err();
+    assert!(err.contains("zombie 90"), "{err}");
+}

@@ -66,6 +66,8 @@ pub enum DumpError {
 pub struct CheckpointOptions {
     /// Resume the process afterwards instead of ending it.
     pub leave_running: bool,
+    /// Keep open TCP connections as closed ones instead of refusing them.
+    pub tcp_close: bool,
 }
 
 /// What a checkpoint wrote.
@@ -94,7 +96,7 @@ pub fn checkpoint(
     process::check_checkpointable(pid)?;
 
     let mut writer = ImageWriter::create(dir)?;
-    match dump_frozen(&frozen, &mut writer, &mut t) {
+    match dump_frozen(&frozen, &mut writer, &mut t, opts) {
         Ok(manifest) => {
             let vmas = manifest.processes[0].vmas.len();
             let fds = manifest.processes[0].fds.len();
@@ -127,10 +129,11 @@ fn dump_frozen(
     frozen: &Frozen,
     writer: &mut ImageWriter,
     t: &mut Timings,
+    opts: &CheckpointOptions,
 ) -> Result<Manifest, DumpError> {
     let pid = frozen.pid;
     t.phase("files");
-    let (files, fds) = fds::dump_fds(pid, writer)?;
+    let (files, fds) = fds::dump_fds(pid, writer, opts.tcp_close)?;
 
     t.phase("mappings");
     let maps = read_maps(pid)?;

@@ -114,7 +114,8 @@ pub fn restore(dir: &Path, _opts: &RestoreOptions) -> Result<RestoreReport, Rest
                 })?;
             }
             FileKind::Pipe { .. }
-            | FileKind::TcpListen { .. }
+            | FileKind::InetSocket(_)
+            | FileKind::UnixSocket(_)
             | FileKind::Deleted { .. }
             | FileKind::EventFd { .. } => {}
         }

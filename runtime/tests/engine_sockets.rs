@@ -36,14 +36,14 @@ fn socket_programs_pass_plain() {
 }
 
 /// Runs `snaprun checkpoint` on `case`, expects it to fail with a message
-/// naming the pid, fd 42 and each of `words`, and the source to run on
+/// naming the pid, `fd` and each of `words`, and the source to run on
 /// untouched and PASS.
-fn refused(mut case: Case, extra: &[&str], words: &[&str]) {
-    let out = case.checkpoint(extra);
+fn refused_at(mut case: Case, fd: i32, words: &[&str]) {
+    let out = case.checkpoint(&[]);
     let text = show_output("snaprun checkpoint", &out);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{}: {text}", case.name);
-    for w in [format!("pid {}", case.pid), "fd 42".to_string()]
+    for w in [format!("pid {}", case.pid), format!("fd {fd}:")]
         .iter()
         .map(String::as_str)
         .chain(words.iter().copied())
@@ -70,13 +70,17 @@ fn refused(mut case: Case, extra: &[&str], words: &[&str]) {
     case.expect_pass(case.pid);
 }
 
+/// [`refused_at`] fd 42.
+fn refused(case: Case, words: &[&str]) {
+    refused_at(case, 42, words)
+}
+
 /// A UDP socket with a datagram queued is refused (snaprun does not keep
 /// datagrams: re-sent, they would come from another address).
 #[test]
 fn udp_with_queued_datagrams_is_refused() {
     refused(
         Case::start_with("sock_refused", &["udp_queued"], &[]),
-        &[],
         &["udp socket 127.0.0.1:", "queued datagrams"],
     );
 }
@@ -91,6 +95,50 @@ fn netlink_packet_raw_and_fd_passing_sockets_are_refused() {
         ("raw", &["inet (IPv4) raw socket (protocol 1)"]),
         ("scm_rights", &["file descriptors in flight (SCM_RIGHTS)"]),
     ] {
-        refused(Case::start_with("sock_refused", &[kind], &[]), &[], words);
+        refused(Case::start_with("sock_refused", &[kind], &[]), words);
     }
+}
+
+/// A listener with a connection waiting to be accepted is refused without
+/// `--tcp-close`; the source's connections keep working.
+#[test]
+fn accept_queue_is_refused_without_tcp_close() {
+    refused_at(
+        Case::start_with("sock_tcp_close", &["alive"], &[]),
+        40,
+        &[
+            "listening tcp socket 127.0.0.1:",
+            "1 connection(s) waiting to be accepted",
+            "--tcp-close",
+        ],
+    );
+}
+
+/// An established TCP connection is refused without `--tcp-close`, naming
+/// both ends; the source's connections keep working.
+#[test]
+fn open_tcp_connections_are_refused_without_tcp_close() {
+    refused(
+        Case::start_with("sock_tcp_close", &["alive", "noqueue"], &[]),
+        &[
+            "tcp connection 127.0.0.1:",
+            "-> 127.0.0.1:",
+            "established",
+            "--tcp-close",
+        ],
+    );
+}
+
+/// With `--tcp-close`, open connections (accepted, client, and one waiting
+/// in the accept queue) come back reset by their peer, and the listeners
+/// serve new connections.
+#[test]
+fn tcp_close_restores_connections_reset_and_the_server_serves_on() {
+    let mut case = Case::start("sock_tcp_close");
+    let out = case.checkpoint(&["--tcp-close"]);
+    case.assert_ok("snaprun checkpoint --tcp-close", &out);
+    case.reap_source_killed();
+    let pid = case.restore_ok();
+    case.go();
+    case.expect_pass(pid);
 }

@@ -27,6 +27,7 @@ fn socket_programs_pass_plain() {
         ("sock_listen", &[][..]),
         ("sock_inet", &[]),
         ("sock_tcp_close", &["alive"]),
+        ("sock_unix", &[]),
     ] {
         let mut case = Case::start_with(name, args, &[]);
         let pid = case.pid;
@@ -141,4 +142,34 @@ fn tcp_close_restores_connections_reset_and_the_server_serves_on() {
     let pid = case.restore_ok();
     case.go();
     case.expect_pass(pid);
+}
+
+/// Unix sockets: socketpairs (stream, datagram, seqpacket) with queued
+/// data both ways, listeners on a path and an abstract name with accepted
+/// connections, a socket whose peer was closed, a datagram socket
+/// connected one way; names, modes, options and message boundaries kept.
+#[test]
+fn unix_sockets() {
+    roundtrip("sock_unix");
+}
+
+/// A file that is not a socket where a listener's socket file was: restore
+/// refuses to remove it, names it, and leaves nothing behind.
+#[test]
+fn unix_socket_path_taken_by_a_file_fails_restore() {
+    let mut case = Case::start("sock_unix");
+    case.checkpoint_ok();
+    let path = case.workdir().join("srv.sock");
+    std::fs::remove_file(&path).unwrap();
+    std::fs::write(&path, "not a socket").unwrap();
+    let out = case.restore(&[]);
+    let text = show_output("snaprun restore", &out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{} exists and is not a socket", path.display())),
+        "{text}"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "not a socket");
+    case.assert_nothing_left("after a failed restore");
 }

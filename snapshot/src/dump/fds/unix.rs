@@ -61,8 +61,9 @@ fn setsockopt_int(fd: &OwnedFd, level: i32, opt: i32, v: i32) -> std::io::Result
 
 /// Copies the receive queue without consuming it: with `SO_PEEK_OFF` set
 /// (on the shared socket, put back after), each `MSG_PEEK` read goes on
-/// where the last stopped, message by message.
-fn peek_queue(sock: &OwnedFd, stream: bool) -> Result<Queue, String> {
+/// where the last stopped, message by message. `shut` says the socket was
+/// shut down for reading, so that a read of 0 bytes may be the end.
+fn peek_queue(sock: &OwnedFd, stream: bool, shut: bool) -> Result<Queue, String> {
     let off = getsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF)
         .map_err(|e| format!("getsockopt SO_PEEK_OFF: {e}"))?;
     if off >= 0 {
@@ -72,14 +73,21 @@ fn peek_queue(sock: &OwnedFd, stream: bool) -> Result<Queue, String> {
     }
     setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF, 0)
         .map_err(|e| format!("setsockopt SO_PEEK_OFF: {e}"))?;
-    let result = peek_all(sock, stream);
+    let result = peek_all(sock, stream, shut);
     setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_PEEK_OFF, -1)
         .map_err(|e| format!("putting SO_PEEK_OFF back: {e}"))?;
     result
 }
 
-fn peek_all(sock: &OwnedFd, stream: bool) -> Result<Queue, String> {
+/// Reads of 0 bytes in a row after which a datagram socket shut down for
+/// reading is taken to be at its end (an empty datagram also reads as 0).
+const EOF_ZEROS: u32 = 64;
+
+fn peek_all(sock: &OwnedFd, stream: bool, shut: bool) -> Result<Queue, String> {
     let mut q = Queue::default();
+    // Empty datagrams seen but not yet recorded: on a socket shut down for
+    // reading they may be the end of the queue instead.
+    let mut zeros = 0;
     let mut buf = vec![0u8; 256 * 1024];
     let mut control = [0u64; 512];
     for _ in 0..1_000_000 {
@@ -104,6 +112,7 @@ fn peek_all(sock: &OwnedFd, stream: bool) -> Result<Queue, String> {
         if n < 0 {
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EAGAIN) {
+                q.messages.extend(std::iter::repeat_n(0, zeros as usize));
                 return Ok(q);
             }
             return Err(format!("recvmsg(MSG_PEEK): {e}"));
@@ -116,6 +125,17 @@ fn peek_all(sock: &OwnedFd, stream: bool) -> Result<Queue, String> {
         if stream && n == 0 {
             // The peer shut down its end: nothing more will come.
             return Ok(q);
+        }
+        if !stream && shut && n == 0 {
+            zeros += 1;
+            if zeros == EOF_ZEROS {
+                return Ok(q);
+            }
+            continue;
+        }
+        if !stream {
+            q.messages.extend(std::iter::repeat_n(0, zeros as usize));
+            zeros = 0;
         }
         q.data.extend_from_slice(&buf[..n]);
         if q.data.len() > MAX_QUEUED {
@@ -235,7 +255,8 @@ pub(super) fn dump_unix(
     let mut data = None;
     let mut messages = Vec::new();
     if state != UnixState::Listening {
-        let q = peek_queue(sock, sock_type == UnixType::Stream)
+        let shut = d.shutdown & 1 != 0;
+        let q = peek_queue(sock, sock_type == UnixType::Stream, shut)
             .map_err(|e| ctx.err(format!("unix socket {shown}: reading its queue: {e}")))?;
         if q.rights {
             return Err(ctx.unsupported(format!(

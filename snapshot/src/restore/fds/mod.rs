@@ -38,6 +38,11 @@ pub(super) fn fd_err(pid: i32, fd: i32, reason: String) -> RestoreError {
     RestoreError::Fd { pid, fd, reason }
 }
 
+/// An error whose reason already names the fd.
+pub(super) fn state_err(pid: i32, reason: String) -> RestoreError {
+    RestoreError::State { pid, reason }
+}
+
 /// Closes every fd the stub inherited.
 pub fn close_all(remote: &mut dyn Remote) -> Result<(), RestoreError> {
     remote.syscall(

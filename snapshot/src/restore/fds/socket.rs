@@ -6,7 +6,7 @@ use crate::image::{option_by_name, InetProtocol, InetSocket, InetState, SockOpt}
 use crate::sys::remote::{Remote, Scratch};
 
 use super::super::RestoreError;
-use super::fd_err;
+use super::state_err;
 
 /// Backlog of a restored listening socket when the image has none (an
 /// image from before the backlog was recorded).
@@ -51,9 +51,8 @@ pub(super) fn apply_options(
 ) -> Result<(), RestoreError> {
     for o in options {
         let (mut level, mut opt) = option_by_name(&o.name).ok_or_else(|| {
-            fd_err(
+            state_err(
                 remote.pid(),
-                -1,
                 format!("{what}: unknown socket option {} in the image", o.name),
             )
         })?;
@@ -153,8 +152,9 @@ pub(super) fn inet_socket(
     let addr = |a: &Option<crate::image::InetAddr>, which: &str| {
         let a = a
             .as_ref()
-            .ok_or_else(|| fd_err(pid, fd, format!("{what}: the image has no {which} address")))?;
-        sockaddr(sock.family, &a.address, a.port).map_err(|e| fd_err(pid, fd, e))
+            .ok_or_else(|| state_err(pid, format!("{what}: the image has no {which} address")))?;
+        sockaddr(sock.family, &a.address, a.port)
+            .map_err(|e| state_err(pid, format!("{what}: {e}")))
     };
     let bind = |remote: &mut dyn Remote, scratch: &mut Scratch, local: &[u8]| {
         with_address(
@@ -224,7 +224,7 @@ fn reset_connection(
         libc::SYS_socket,
         &[family as u64, libc::SOCK_STREAM as u64, 0],
     )?;
-    let any_port = sockaddr(family, loopback, 0).map_err(|e| fd_err(remote.pid(), -1, e))?;
+    let any_port = sockaddr(family, loopback, 0).map_err(|e| state_err(remote.pid(), e))?;
     with_address(
         remote,
         scratch,
@@ -267,9 +267,8 @@ fn reset_connection(
     let r = remote.syscall(&format!("{what}: poll"), libc::SYS_poll, &[p, 1, 1000]);
     scratch.reset();
     if r? == 0 {
-        return Err(fd_err(
+        return Err(state_err(
             remote.pid(),
-            -1,
             format!("{what}: the reset did not arrive within 1 s"),
         ));
     }

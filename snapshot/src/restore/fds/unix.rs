@@ -13,8 +13,8 @@ use crate::image::{FileKind, Image, ProcessImage, UnixName, UnixSocket, UnixStat
 use crate::sys::remote::{Remote, Scratch};
 
 use super::super::RestoreError;
-use super::fd_err;
 use super::socket::{apply_options, set_flags, setsockopt_int, with_address};
+use super::state_err;
 
 /// The longest message that fits the scratch area in one piece.
 const MAX_MESSAGE: usize = 240 * 1024;
@@ -26,6 +26,8 @@ const STAT_SIZE: usize = 144;
 pub(super) struct UnixSockets<'a> {
     /// Every unix socket of the process, with its description's flags.
     socks: HashMap<u64, (&'a UnixSocket, i32)>,
+    /// The first fd number of each, for messages.
+    fds: HashMap<u64, i32>,
     /// Sockets made before their turn (target fds above `high`).
     pending: HashMap<u64, u64>,
     /// Sockets already at their fd numbers.
@@ -63,7 +65,7 @@ pub fn unix_sockaddr(name: &UnixName) -> Result<Vec<u8>, String> {
 
 impl<'a> UnixSockets<'a> {
     pub fn new(p: &'a ProcessImage, high: i32) -> Self {
-        let socks = p
+        let socks: HashMap<u64, (&UnixSocket, i32)> = p
             .files
             .iter()
             .filter_map(|f| match &f.kind {
@@ -71,11 +73,31 @@ impl<'a> UnixSockets<'a> {
                 _ => None,
             })
             .collect();
+        let fds = p
+            .files
+            .iter()
+            .filter_map(|f| match &f.kind {
+                FileKind::UnixSocket(s) => {
+                    let fd = p.fds.iter().find(|d| d.file == f.id)?.fd;
+                    Some((s.inode, fd))
+                }
+                _ => None,
+            })
+            .collect();
         Self {
             socks,
+            fds,
             pending: HashMap::new(),
             placed: HashMap::new(),
             high,
+        }
+    }
+
+    /// "fd N: unix ... socket:[INO] ..." for messages.
+    fn label(&self, s: &UnixSocket) -> String {
+        match self.fds.get(&s.inode) {
+            Some(fd) => format!("fd {fd}: {}", s.describe()),
+            None => s.describe(),
         }
     }
 
@@ -156,12 +178,12 @@ impl<'a> UnixSockets<'a> {
         inode: u64,
     ) -> Result<u64, RestoreError> {
         let (s, flags) = self.get(inode)?;
-        let what = s.describe();
+        let what = self.label(s);
         let peer = s.peer.and_then(|p| self.socks.get(&p).copied());
         let fd = match (s.state, peer) {
             (UnixState::Connected, Some((ps, pflags))) if ps.peer == Some(s.inode) => {
                 let (mine, theirs) = self.pair(remote, scratch, image, s, ps)?;
-                set_flags(remote, &ps.describe(), theirs, pflags)?;
+                set_flags(remote, &self.label(ps), theirs, pflags)?;
                 let theirs = self.lift(remote, theirs)?;
                 self.pending.insert(ps.inode, theirs);
                 mine
@@ -199,7 +221,7 @@ impl<'a> UnixSockets<'a> {
         scratch: &mut Scratch,
         s: &UnixSocket,
     ) -> Result<u64, RestoreError> {
-        let what = s.describe();
+        let what = self.label(s);
         let fd = self.socket(remote, scratch, s)?;
         // A connected stream socket's name may be its listener's, which
         // it does not own: only sockets that bound themselves are bound.
@@ -229,7 +251,7 @@ impl<'a> UnixSockets<'a> {
         scratch: &mut Scratch,
         s: &UnixSocket,
     ) -> Result<u64, RestoreError> {
-        let what = s.describe();
+        let what = self.label(s);
         let fd = remote.syscall(
             &format!("{what}: socket"),
             libc::SYS_socket,
@@ -247,7 +269,7 @@ impl<'a> UnixSockets<'a> {
         fd: u64,
         name: &UnixName,
     ) -> Result<(), RestoreError> {
-        let addr = unix_sockaddr(name).map_err(|e| fd_err(remote.pid(), -1, e))?;
+        let addr = unix_sockaddr(name).map_err(|e| state_err(remote.pid(), e))?;
         with_address(
             remote,
             scratch,
@@ -282,19 +304,19 @@ impl<'a> UnixSockets<'a> {
                 let lfd = self.fd_of(remote, scratch, image, l.inode)?;
                 let c = self.socket(remote, scratch, client)?;
                 if let Some(name) = client.name.as_ref().filter(|n| Some(*n) != l.name.as_ref()) {
-                    bind_name(remote, scratch, &client.describe(), c, name, client)?;
+                    bind_name(remote, scratch, &self.label(client), c, name, client)?;
                 }
                 let name = l.name.as_ref().expect("checked above");
-                self.connect(remote, scratch, &client.describe(), c, name)?;
+                self.connect(remote, scratch, &self.label(client), c, name)?;
                 let acc = remote.syscall(
-                    &format!("{}: accept", accepted.describe()),
+                    &format!("{}: accept", self.label(accepted)),
                     libc::SYS_accept4,
                     &[lfd, 0, 0, 0],
                 )?;
                 apply_options(
                     remote,
                     scratch,
-                    &accepted.describe(),
+                    &self.label(accepted),
                     acc,
                     &accepted.options,
                 )?;
@@ -313,16 +335,17 @@ impl<'a> UnixSockets<'a> {
                         "unix connection restored as a socketpair: its names are lost"
                     );
                 }
-                let (x, y) = socketpair(remote, scratch, a)?;
-                apply_options(remote, scratch, &a.describe(), x, &a.options)?;
-                apply_options(remote, scratch, &b.describe(), y, &b.options)?;
+                let (x, y) = socketpair(remote, scratch, &self.label(a), a.sock_type)?;
+                apply_options(remote, scratch, &self.label(a), x, &a.options)?;
+                apply_options(remote, scratch, &self.label(b), y, &b.options)?;
                 (x, y)
             }
         };
-        send_queue(remote, scratch, image, fb, a)?;
-        send_queue(remote, scratch, image, fa, b)?;
-        shutdown(remote, fa, a)?;
-        shutdown(remote, fb, b)?;
+        let (la, lb) = (self.label(a), self.label(b));
+        send_queue(remote, scratch, image, &la, fb, a)?;
+        send_queue(remote, scratch, image, &lb, fa, b)?;
+        shutdown(remote, &la, fa, a)?;
+        shutdown(remote, &lb, fb, b)?;
         Ok((fa, fb))
     }
 
@@ -335,11 +358,12 @@ impl<'a> UnixSockets<'a> {
         image: &Image,
         s: &UnixSocket,
     ) -> Result<u64, RestoreError> {
-        let (x, y) = socketpair(remote, scratch, s)?;
-        apply_options(remote, scratch, &s.describe(), x, &s.options)?;
-        send_queue(remote, scratch, image, y, s)?;
+        let what = self.label(s);
+        let (x, y) = socketpair(remote, scratch, &what, s.sock_type)?;
+        apply_options(remote, scratch, &what, x, &s.options)?;
+        send_queue(remote, scratch, image, &what, y, s)?;
         remote.syscall("close", libc::SYS_close, &[y])?;
-        shutdown(remote, x, s)?;
+        shutdown(remote, &what, x, s)?;
         Ok(x)
     }
 }
@@ -347,13 +371,14 @@ impl<'a> UnixSockets<'a> {
 fn socketpair(
     remote: &mut dyn Remote,
     scratch: &mut Scratch,
-    s: &UnixSocket,
+    what: &str,
+    ty: UnixType,
 ) -> Result<(u64, u64), RestoreError> {
     let sv = scratch.alloc(8);
     let r = remote.syscall(
-        &format!("{}: socketpair", s.describe()),
+        &format!("{what}: socketpair"),
         libc::SYS_socketpair,
-        &[libc::AF_UNIX as u64, sock_type(s.sock_type) as u64, 0, sv],
+        &[libc::AF_UNIX as u64, sock_type(ty) as u64, 0, sv],
     );
     let mut raw = [0u8; 8];
     let read = r.map(|_| ()).and_then(|()| remote.read_mem(sv, &mut raw));
@@ -376,7 +401,7 @@ fn bind_name(
     s: &UnixSocket,
 ) -> Result<(), RestoreError> {
     let pid = remote.pid();
-    let addr = unix_sockaddr(name).map_err(|e| fd_err(pid, -1, e))?;
+    let addr = unix_sockaddr(name).map_err(|e| state_err(pid, e))?;
     if let UnixName::Path(path) = name {
         let p = scratch.put_cstr(remote, path)?;
         let st = scratch.alloc(STAT_SIZE);
@@ -396,9 +421,8 @@ fn bind_name(
             remote.read_mem(st + STAT_MODE_OFFSET as u64, &mut mode)?;
             if u32::from_ne_bytes(mode) & libc::S_IFMT != libc::S_IFSOCK {
                 scratch.reset();
-                return Err(fd_err(
+                return Err(state_err(
                     pid,
-                    -1,
                     format!("{what}: {path} exists and is not a socket"),
                 ));
             }
@@ -451,13 +475,14 @@ fn send_queue(
     remote: &mut dyn Remote,
     scratch: &mut Scratch,
     image: &Image,
+    what: &str,
     from: u64,
     to: &UnixSocket,
 ) -> Result<(), RestoreError> {
     let Some(run) = &to.data else {
         return Ok(());
     };
-    let what = format!("{}: queued data", to.describe());
+    let what = format!("{what}: queued data");
     let mut bytes = Vec::new();
     image.read_run(run, &mut bytes)?;
     let pieces: Vec<&[u8]> = if to.sock_type == UnixType::Stream {
@@ -472,9 +497,8 @@ fn send_queue(
                 reason: format!("{what}: message lengths exceed the data"),
             })?;
             if len > MAX_MESSAGE {
-                return Err(fd_err(
+                return Err(state_err(
                     remote.pid(),
-                    -1,
                     format!(
                         "{what}: a message of {len} bytes (at most {MAX_MESSAGE} are supported)"
                     ),
@@ -530,7 +554,7 @@ fn send_queue(
         );
         scratch.reset();
         if n? as usize != piece.len() {
-            return Err(fd_err(remote.pid(), -1, format!("{what}: short send")));
+            return Err(state_err(remote.pid(), format!("{what}: short send")));
         }
     }
     setsockopt_int(
@@ -544,7 +568,12 @@ fn send_queue(
     )
 }
 
-fn shutdown(remote: &mut dyn Remote, fd: u64, s: &UnixSocket) -> Result<(), RestoreError> {
+fn shutdown(
+    remote: &mut dyn Remote,
+    what: &str,
+    fd: u64,
+    s: &UnixSocket,
+) -> Result<(), RestoreError> {
     let how = match s.shutdown & 3 {
         0 => return Ok(()),
         1 => libc::SHUT_RD,
@@ -552,7 +581,7 @@ fn shutdown(remote: &mut dyn Remote, fd: u64, s: &UnixSocket) -> Result<(), Rest
         _ => libc::SHUT_RDWR,
     };
     remote.syscall(
-        &format!("{}: shutdown", s.describe()),
+        &format!("{what}: shutdown"),
         libc::SYS_shutdown,
         &[fd, how as u64],
     )?;

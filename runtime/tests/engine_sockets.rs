@@ -28,6 +28,7 @@ fn socket_programs_pass_plain() {
         ("sock_inet", &[]),
         ("sock_tcp_close", &["alive"]),
         ("sock_unix", &[]),
+        ("sock_unix_log", &[]),
     ] {
         let mut case = Case::start_with(name, args, &[]);
         let pid = case.pid;
@@ -87,7 +88,8 @@ fn udp_with_queued_datagrams_is_refused() {
 }
 
 /// Netlink, packet and raw sockets are refused, naming family and type,
-/// and so are unix sockets with fds in flight.
+/// and so are unix sockets with fds in flight or connected to a socket of
+/// another process.
 #[test]
 fn netlink_packet_raw_and_fd_passing_sockets_are_refused() {
     for (kind, words) in [
@@ -95,6 +97,7 @@ fn netlink_packet_raw_and_fd_passing_sockets_are_refused() {
         ("packet", &["packet raw socket"]),
         ("raw", &["inet (IPv4) raw socket (protocol 1)"]),
         ("scm_rights", &["file descriptors in flight (SCM_RIGHTS)"]),
+        ("unix_outside", &["outside the process"]),
     ] {
         refused(Case::start_with("sock_refused", &[kind], &[]), words);
     }
@@ -151,6 +154,13 @@ fn tcp_close_restores_connections_reset_and_the_server_serves_on() {
 #[test]
 fn unix_sockets() {
     roundtrip("sock_unix");
+}
+
+/// A datagram socket connected to a named socket of another process (like
+/// a syslog client) is connected to that name again.
+#[test]
+fn unix_datagram_connected_outside() {
+    roundtrip("sock_unix_log");
 }
 
 /// A file that is not a socket where a listener's socket file was: restore

@@ -4,6 +4,9 @@
  *   packet      an AF_PACKET socket
  *   raw         an IPv4 raw ICMP socket
  *   scm_rights  a unix socketpair with an fd in flight (SCM_RIGHTS)
+ *   unix_outside  a unix stream socket whose peer is held by another
+ *               process, not a descendant (a grandchild left to the
+ *               harness, which is a subreaper); it exits at EOF
  * After go (the checkpoint having failed), the socket must be as it was:
  * the queued datagram or passed fd is still there. */
 #define _GNU_SOURCE
@@ -12,6 +15,7 @@
 #include <linux/netlink.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 #include "common.h"
 
@@ -65,6 +69,28 @@ int main(int argc, char **argv)
 		cm->cmsg_len = CMSG_LEN(sizeof(int));
 		memcpy(CMSG_DATA(cm), &passed, sizeof(int));
 		CHECK(sendmsg(other, &m, 0) == 1, "sendmsg: %s", strerror(errno));
+	} else if (strcmp(kind, "unix_outside") == 0) {
+		int sv[2];
+		pid_t child;
+
+		CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair: %s", strerror(errno));
+		child = fork();
+		CHECK(child >= 0, "fork: %s", strerror(errno));
+		if (child == 0) {
+			if (fork() == 0) {
+				char c;
+				close(sv[0]);
+				/* Until the peer is closed (or 60 s). */
+				alarm(60);
+				while (read(sv[1], &c, 1) > 0)
+					;
+				_exit(0);
+			}
+			_exit(0);
+		}
+		CHECK(waitpid(child, NULL, 0) == child, "waitpid");
+		close(sv[1]);
+		at42(sv[0]);
 	} else {
 		fail("unknown kind %s", kind);
 	}

@@ -260,7 +260,8 @@ impl InetSocket {
 }
 
 impl UnixSocket {
-    pub fn describe(&self) -> String {
+    /// Type, inode and name: "unix stream socket:[INO] /run/x.sock".
+    pub fn label(&self) -> String {
         let ty = match self.sock_type {
             UnixType::Stream => "stream",
             UnixType::Dgram => "dgram",
@@ -270,6 +271,12 @@ impl UnixSocket {
         if let Some(n) = &self.name {
             s.push_str(&format!(" {}", n.display()));
         }
+        s
+    }
+
+    /// [`Self::label`], state, peer and queue.
+    pub fn describe(&self) -> String {
+        let mut s = self.label();
         if self.state == UnixState::Listening {
             s.push_str(" listen");
         }

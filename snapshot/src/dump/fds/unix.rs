@@ -314,13 +314,13 @@ pub(super) fn check_unix(pid: i32, files: &[OpenFile], fds: &[Fd]) -> Result<(),
                 if s.sock_type != UnixType::Dgram {
                     return Err(refuse(format!(
                         "{} connected to socket:[{p}] outside the process",
-                        s.describe()
+                        s.label()
                     )));
                 }
                 if s.peer_name.is_none() || queued {
                     return Err(refuse(format!(
                         "{} connected to socket:[{p}] outside the process{}",
-                        s.describe(),
+                        s.label(),
                         if queued {
                             ", with datagrams queued"
                         } else {
@@ -334,7 +334,7 @@ pub(super) fn check_unix(pid: i32, files: &[OpenFile], fds: &[Fd]) -> Result<(),
                 if !mutual && (queued || ps.name.is_none()) {
                     return Err(refuse(format!(
                         "{} connected one way to socket:[{p}]{}",
-                        s.describe(),
+                        s.label(),
                         if queued {
                             " with datagrams queued"
                         } else {
@@ -349,7 +349,7 @@ pub(super) fn check_unix(pid: i32, files: &[OpenFile], fds: &[Fd]) -> Result<(),
             _ if queued => {
                 return Err(refuse(format!(
                     "{} with datagrams queued from senders outside a connection",
-                    s.describe()
+                    s.label()
                 )));
             }
             _ => {}

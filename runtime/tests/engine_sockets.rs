@@ -98,6 +98,7 @@ fn netlink_packet_raw_and_fd_passing_sockets_are_refused() {
         ("raw", &["inet (IPv4) raw socket (protocol 1)"]),
         ("scm_rights", &["file descriptors in flight (SCM_RIGHTS)"]),
         ("unix_outside", &["outside the process"]),
+        ("unix_outside_listener", &["outside the process"]),
     ] {
         refused(Case::start_with("sock_refused", &[kind], &[]), words);
     }

@@ -7,6 +7,8 @@
  *   unix_outside  a unix stream socket whose peer is held by another
  *               process, not a descendant (a grandchild left to the
  *               harness, which is a subreaper); it exits at EOF
+ *   unix_outside_listener  a unix stream socket connected to a listener
+ *               (WORKDIR/out.sock) of such another process
  * After go (the checkpoint having failed), the socket must be as it was:
  * the queued datagram or passed fd is still there. */
 #define _GNU_SOURCE
@@ -14,7 +16,9 @@
 #include <linux/if_ether.h>
 #include <linux/netlink.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include "common.h"
@@ -91,6 +95,41 @@ int main(int argc, char **argv)
 		CHECK(waitpid(child, NULL, 0) == child, "waitpid");
 		close(sv[1]);
 		at42(sv[0]);
+	} else if (strcmp(kind, "unix_outside_listener") == 0) {
+		struct sockaddr_un sun = { .sun_family = AF_UNIX };
+		socklen_t len;
+		int p[2];
+		pid_t child;
+		char c;
+
+		path_in(sun.sun_path, sizeof(sun.sun_path), "out.sock");
+		len = offsetof(struct sockaddr_un, sun_path) + strlen(sun.sun_path) + 1;
+		CHECK(pipe(p) == 0, "pipe");
+		child = fork();
+		CHECK(child >= 0, "fork: %s", strerror(errno));
+		if (child == 0) {
+			if (fork() == 0) {
+				int l = socket(AF_UNIX, SOCK_STREAM, 0), a;
+				close(p[0]);
+				alarm(60);
+				if (l < 0 || bind(l, (struct sockaddr *)&sun, len) != 0 || listen(l, 1) != 0)
+					_exit(1);
+				if (write(p[1], "r", 1) != 1)
+					_exit(1);
+				close(p[1]);
+				a = accept(l, NULL, NULL);
+				while (a >= 0 && read(a, &c, 1) > 0)
+					;
+				_exit(0);
+			}
+			_exit(0);
+		}
+		CHECK(waitpid(child, NULL, 0) == child, "waitpid");
+		close(p[1]);
+		CHECK(read(p[0], &c, 1) == 1, "the listener did not start");
+		close(p[0]);
+		int s = at42(socket(AF_UNIX, SOCK_STREAM, 0));
+		CHECK(connect(s, (struct sockaddr *)&sun, len) == 0, "connect: %s", strerror(errno));
 	} else {
 		fail("unknown kind %s", kind);
 	}

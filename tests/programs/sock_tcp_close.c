@@ -3,13 +3,15 @@
  *   fd 42  an accepted connection (non-blocking), fd 43 its client end
  *   fd 44  a client whose connection waits in fd 40's accept queue
  *   fd 45  listener on [::1], fd 46 an accepted connection, fd 47 its client
+ *   fd 48  a client whose connection was reset before the checkpoint (its
+ *          server end closed with SO_LINGER 0), the reset not yet read
  * `sock_tcp_close WORKDIR` checks, after restore, that every connection
  * looks reset by its peer (first read ECONNRESET, then EOF; send EPIPE;
  * getpeername ENOTCONN), that the accept queue is empty, and that the
  * listeners serve new connections. `sock_tcp_close WORKDIR alive [noqueue]`
  * checks instead that the connections still work (the source after a
  * refused checkpoint, or without snaprun); with `noqueue` there is no
- * fd 44. */
+ * fd 44. fd 48 reads as reset in both modes. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -112,6 +114,13 @@ int main(int argc, char **argv)
 	c4 = connect_to(l4, 43);
 	a4 = to(accept_wait(l4, SOCK_NONBLOCK), 42);
 	exchange(c4, a4);
+	int r4 = connect_to(l4, 48);
+	int ra = accept_wait(l4, 0);
+	struct linger lg = { 1, 0 };
+	CHECK(ra >= 0 && setsockopt(ra, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) == 0, "SO_LINGER: %s", strerror(errno));
+	close(ra);
+	struct pollfd rp = { .fd = r4, .events = POLLIN };
+	CHECK(poll(&rp, 1, 2000) == 1, "the reset did not arrive");
 	q4 = noqueue ? -1 : connect_to(l4, 44);
 	l6 = listener(AF_INET6, 45);
 	c6 = connect_to(l6, 47);
@@ -126,6 +135,7 @@ int main(int argc, char **argv)
 
 	CHECK(fcntl(a4, F_GETFL) == fl, "accepted socket F_GETFL %o, was %o", fcntl(a4, F_GETFL), fl);
 	CHECK(port_of(l4) == p4 && port_of(l6) == p6, "a listener moved");
+	check_reset(r4, "connection reset before the checkpoint");
 	if (alive) {
 		exchange(a4, c4);
 		exchange(c6, a6);

@@ -36,6 +36,10 @@ enum Command {
         /// Resume the process afterwards instead of ending it.
         #[arg(long)]
         leave_running: bool,
+        /// Restore open TCP connections as closed (reset) instead of
+        /// refusing to checkpoint them.
+        #[arg(long)]
+        tcp_close: bool,
         /// Print the time of each phase to stderr.
         #[arg(long)]
         timings: bool,
@@ -94,10 +98,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             pid,
             image_path,
             leave_running,
+            tcp_close,
             timings,
         } => {
-            let report =
-                dump::checkpoint(pid, &image_path, &dump::CheckpointOptions { leave_running })?;
+            let opts = dump::CheckpointOptions {
+                leave_running,
+                tcp_close,
+            };
+            let report = dump::checkpoint(pid, &image_path, &opts)?;
             if timings {
                 eprintln!(
                     "checkpoint of pid {pid}: {} processes, {} threads, {} vmas, {} fds, {} bytes of pages",

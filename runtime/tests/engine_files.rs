@@ -41,13 +41,6 @@ fn pipes_with_buffered_data() {
     roundtrip("pipe_buffered");
 }
 
-/// Listening TCP sockets (IPv4 and IPv6): re-bound to the same address with
-/// their options and flags, and accepting connections.
-#[test]
-fn listening_tcp_sockets() {
-    roundtrip("sock_listen");
-}
-
 /// eventfds: counter (also above 32 bits), semaphore mode, flags.
 #[test]
 fn eventfd_counters() {

@@ -1,7 +1,8 @@
 /* Listening TCP sockets: one on 127.0.0.1 (SO_REUSEADDR, TCP_NODELAY,
- * close-on-exec) and one non-blocking on [::1] (IPV6_V6ONLY), each on a port
- * the kernel picked. After restore both are bound to the same address with
- * the same options and flags, and accept a connection made to them. */
+ * close-on-exec, backlog 16) and one non-blocking on [::1] (IPV6_V6ONLY,
+ * backlog 5), each on a port the kernel picked. After restore both are
+ * bound to the same address with the same options, flags and backlog, and
+ * accept a connection made to them. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -18,6 +19,16 @@ static int opt(int fd, int level, int name)
 
 	CHECK(getsockopt(fd, level, name, &v, &len) == 0, "getsockopt: %s", strerror(errno));
 	return v;
+}
+
+/* The backlog of a listening socket: TCP_INFO reports it in tcpi_sacked. */
+static int backlog_of(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	CHECK(getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0, "TCP_INFO: %s", strerror(errno));
+	return ti.tcpi_sacked;
 }
 
 static int port_of(int fd)
@@ -73,7 +84,7 @@ int main(int argc, char **argv)
 	CHECK(s6 >= 0, "socket6: %s", strerror(errno));
 	CHECK(setsockopt(s6, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == 0, "IPV6_V6ONLY");
 	CHECK(bind(s6, (struct sockaddr *)&sin6, sizeof(sin6)) == 0, "bind6: %s", strerror(errno));
-	CHECK(listen(s6, 16) == 0, "listen6: %s", strerror(errno));
+	CHECK(listen(s6, 5) == 0, "listen6: %s", strerror(errno));
 	p4 = port_of(s4);
 	p6 = port_of(s6);
 	fl4 = fcntl(s4, F_GETFL);
@@ -88,6 +99,8 @@ int main(int argc, char **argv)
 	CHECK(port_of(s6) == p6, "IPv6 port %d, was %d", port_of(s6), p6);
 	CHECK(opt(s4, SOL_SOCKET, SO_ACCEPTCONN), "IPv4 socket is not listening");
 	CHECK(opt(s6, SOL_SOCKET, SO_ACCEPTCONN), "IPv6 socket is not listening");
+	CHECK(backlog_of(s4) == 16, "IPv4 backlog %d, was 16", backlog_of(s4));
+	CHECK(backlog_of(s6) == 5, "IPv6 backlog %d, was 5", backlog_of(s6));
 	CHECK(opt(s4, SOL_SOCKET, SO_REUSEADDR), "SO_REUSEADDR lost");
 	CHECK(opt(s4, IPPROTO_TCP, TCP_NODELAY), "TCP_NODELAY lost");
 	CHECK(!opt(s4, SOL_SOCKET, SO_REUSEPORT), "SO_REUSEPORT appeared");

@@ -68,6 +68,8 @@ pub enum DumpError {
 pub struct CheckpointOptions {
     /// Resume the process afterwards instead of ending it.
     pub leave_running: bool,
+    /// Keep open TCP connections as closed ones instead of refusing them.
+    pub tcp_close: bool,
 }
 
 /// What a checkpoint wrote.
@@ -97,7 +99,7 @@ pub fn checkpoint(
     let tree = FrozenTree::seize(pid)?;
 
     let mut writer = ImageWriter::create(dir)?;
-    match dump_tree(&tree, &mut writer, &mut t) {
+    match dump_tree(&tree, &mut writer, &mut t, opts) {
         Ok(manifest) => {
             let vmas = manifest.processes.iter().map(|p| p.vmas.len()).sum();
             let fds = manifest.processes.iter().map(|p| p.fds.len()).sum();
@@ -137,12 +139,13 @@ fn dump_tree(
     tree: &FrozenTree,
     writer: &mut ImageWriter,
     t: &mut Timings,
+    opts: &CheckpointOptions,
 ) -> Result<Manifest, DumpError> {
     t.phase("files");
     let mut files = Vec::with_capacity(tree.procs.len());
     for frozen in &tree.procs {
         let pid = frozen.pid;
-        let (f, fds) = fds::dump_fds(pid, writer)?;
+        let (f, fds) = fds::dump_fds(pid, writer, opts.tcp_close)?;
         files.push(fds::ProcFiles { pid, files: f, fds });
     }
     fds::link_tree(&mut files)?;

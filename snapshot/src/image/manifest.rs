@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::socket::{InetSocket, UnixSocket};
 use crate::sys::Regs;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -341,22 +342,10 @@ pub enum FileKind {
         count: u64,
         semaphore: bool,
     },
-    /// A TCP socket in LISTEN state.
-    TcpListen {
-        family: i32,
-        address: String,
-        port: u16,
-        options: SocketOptions,
-    },
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SocketOptions {
-    pub reuseaddr: bool,
-    pub reuseport: bool,
-    pub v6only: bool,
-    pub nodelay: bool,
-    pub backlog: u32,
+    /// A TCP or UDP socket (see [`super::socket`]).
+    InetSocket(InetSocket),
+    /// One unix socket (see [`super::socket`]).
+    UnixSocket(UnixSocket),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -393,7 +382,8 @@ impl FileKind {
                 "eventfd count {count}{}",
                 if *semaphore { " (semaphore)" } else { "" }
             ),
-            FileKind::TcpListen { address, port, .. } => format!("tcp listen {address}:{port}"),
+            FileKind::InetSocket(s) => s.describe(),
+            FileKind::UnixSocket(s) => s.describe(),
         }
     }
 }

@@ -9,6 +9,7 @@
 //! untouched; stale pages files are removed only afterwards.
 
 mod manifest;
+mod socket;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -16,6 +17,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 pub use manifest::*;
+pub use socket::*;
 
 /// Identifies a snaprun manifest.
 pub const MAGIC: &str = "snaprun-snapshot";

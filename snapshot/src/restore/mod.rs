@@ -130,7 +130,8 @@ fn check_files(p: &ProcessImage) -> Result<(), RestoreError> {
                 })?;
             }
             FileKind::Pipe { .. }
-            | FileKind::TcpListen { .. }
+            | FileKind::InetSocket(_)
+            | FileKind::UnixSocket(_)
             | FileKind::Deleted { .. }
             | FileKind::EventFd { .. } => {}
         }

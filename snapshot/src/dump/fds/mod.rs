@@ -17,11 +17,14 @@ use super::DumpError;
 
 mod anon;
 mod file;
+mod inet;
 mod pipe;
+mod sock_diag;
 mod socket;
+mod unix;
 
 pub use file::MAX_DELETED_FILE;
-pub use socket::{local_address, LISTEN_BACKLOG};
+pub use socket::local_address;
 
 /// Character devices that are the same everywhere: mem class (1:x) null,
 /// zero, full, random, urandom.
@@ -108,7 +111,13 @@ pub fn link_tree(procs: &mut [ProcFiles]) -> Result<(), DumpError> {
             }
         }
     }
-    pipe::check_pipes(procs)
+    pipe::check_pipes(procs)?;
+    // Unix socket peers must be in the same process (not yet across the
+    // tree).
+    for p in procs.iter() {
+        unix::check_unix(p.pid, &p.files, &p.fds)?;
+    }
+    Ok(())
 }
 
 fn list_fds(pid: i32) -> Result<Vec<i32>, DumpError> {
@@ -126,8 +135,13 @@ fn list_fds(pid: i32) -> Result<Vec<i32>, DumpError> {
 }
 
 /// The open files of `pid` and its fd table. Fails, naming the fd, on the
-/// first one snaprun cannot restore.
-pub fn dump_fds(pid: i32, writer: &mut ImageWriter) -> Result<(Vec<OpenFile>, Vec<Fd>), DumpError> {
+/// first one snaprun cannot restore. With `tcp_close`, open TCP
+/// connections are recorded as closed instead of refused.
+pub fn dump_fds(
+    pid: i32,
+    writer: &mut ImageWriter,
+    tcp_close: bool,
+) -> Result<(Vec<OpenFile>, Vec<Fd>), DumpError> {
     let pidfd = PidFd::open(pid)?;
     let mut files: Vec<OpenFile> = Vec::new();
     // The first fd seen of each open file description.
@@ -160,7 +174,7 @@ pub fn dump_fds(pid: i32, writer: &mut ImageWriter) -> Result<(Vec<OpenFile>, Ve
             });
             continue;
         }
-        let kind = dump_file(pid, fd, &info, &pidfd, writer)?;
+        let kind = dump_file(pid, fd, &info, &pidfd, writer, tcp_close)?;
         let id = files.len() as u32;
         files.push(OpenFile {
             id,
@@ -184,6 +198,7 @@ fn dump_file(
     info: &crate::sys::proc::FdInfo,
     pidfd: &PidFd,
     writer: &mut ImageWriter,
+    tcp_close: bool,
 ) -> Result<FileKind, DumpError> {
     let unsupported = |what: String| DumpError::Unsupported { pid, fd, what };
     let link_path = format!("/proc/{pid}/fd/{fd}");
@@ -202,9 +217,22 @@ fn dump_file(
         let kind = kind.trim_start_matches('[').trim_end_matches(']');
         return Err(unsupported(kind.to_string()));
     }
-    if link.starts_with("socket:") {
+    if let Some(ino) = link
+        .strip_prefix("socket:[")
+        .and_then(|s| s.strip_suffix(']'))
+    {
+        let inode: u64 = ino
+            .parse()
+            .map_err(|_| unsupported(format!("odd socket {link}")))?;
         let sock = pidfd.get_fd(pid, fd)?;
-        return socket::dump_socket(sock).map_err(unsupported);
+        let mut ctx = socket::SocketCtx {
+            pid,
+            fd,
+            inode,
+            tcp_close,
+            writer,
+        };
+        return socket::dump_socket(&mut ctx, sock);
     }
     if let Some(ino) = link
         .strip_prefix("pipe:[")

@@ -13,9 +13,11 @@ mod anon;
 mod file;
 mod pipe;
 mod socket;
+mod unix;
 
 pub use file::ghost_path;
 pub use socket::sockaddr;
+pub use unix::unix_sockaddr;
 
 /// `f_flags` that can be given back to `open`; the others (O_CREAT,
 /// O_TRUNC, O_EXCL, O_NOCTTY) only mattered when the file was first
@@ -34,6 +36,11 @@ const REOPEN_FLAGS: i32 = libc::O_ACCMODE
 
 pub(super) fn fd_err(pid: i32, fd: i32, reason: String) -> RestoreError {
     RestoreError::Fd { pid, fd, reason }
+}
+
+/// An error whose reason already names the fd.
+pub(super) fn state_err(pid: i32, reason: String) -> RestoreError {
+    RestoreError::State { pid, reason }
 }
 
 /// Closes every fd the stub inherited.
@@ -121,6 +128,8 @@ pub fn restore_fds(
     // Pipes are created both ends at once: the end not yet placed waits
     // here, keyed by the pipe's inode and which end it is.
     let mut pipe_ends: HashMap<(u64, bool), u64> = HashMap::new();
+    // Unix sockets are made in connected pairs, likewise.
+    let mut unix_socks = unix::UnixSockets::new(p, high);
     for file in &p.files {
         let Some(fds) = by_file.get(&file.id) else {
             continue;
@@ -168,6 +177,7 @@ pub fn restore_fds(
                     }
                 },
             },
+            (FileKind::UnixSocket(s), None) => unix_socks.open(remote, scratch, image, s.inode)?,
             (_, None) => open_file(remote, scratch, image, file, first)?,
         };
         // Keep the new description away from fd numbers still to be placed.
@@ -209,7 +219,11 @@ pub fn restore_fds(
         if !fds.iter().any(|f| f.fd == tmp as i32) {
             remote.syscall("close", libc::SYS_close, &[tmp])?;
         }
+        if let FileKind::UnixSocket(s) = &file.kind {
+            unix_socks.placed(s.inode, first);
+        }
     }
+    unix_socks.close_pending(remote)?;
     // Pipe ends that no fd refers to (cannot happen for a valid image, as
     // checkpoint requires both ends) are closed.
     for (_, fd) in pipe_ends {
@@ -262,21 +276,7 @@ fn open_file(
             )?;
             Ok(new)
         }
-        FileKind::TcpListen {
-            family,
-            address,
-            port,
-            options,
-        } => socket::listen_socket(
-            remote,
-            scratch,
-            fd,
-            file.flags as i32,
-            *family,
-            address,
-            *port,
-            options,
-        ),
+        FileKind::InetSocket(s) => socket::inet_socket(remote, scratch, fd, file.flags as i32, s),
         FileKind::Deleted {
             path,
             mode,
@@ -294,6 +294,7 @@ fn open_file(
             anon::eventfd(remote, scratch, fd, file.flags as i32, *count, *semaphore)
         }
         FileKind::Pipe { .. } => unreachable!("pipes are created by create_pipe"),
+        FileKind::UnixSocket(_) => unreachable!("unix sockets are created by UnixSockets"),
     }
 }
 

@@ -1,0 +1,210 @@
+//! A small `NETLINK_SOCK_DIAG` client: what the kernel tells about one
+//! unix socket, by inode (its peer, name, bound file, queue lengths,
+//! pending connections and shutdown state), as `ss -x` shows it.
+//!
+//! The query runs in snaprun's network namespace, so it finds sockets of
+//! processes in that namespace only.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const NLMSG_HDR: usize = 16;
+const UNIX_DIAG_MSG: usize = 16;
+
+const UDIAG_SHOW_NAME: u32 = 0x01;
+const UDIAG_SHOW_VFS: u32 = 0x02;
+const UDIAG_SHOW_PEER: u32 = 0x04;
+const UDIAG_SHOW_ICONS: u32 = 0x08;
+const UDIAG_SHOW_RQLEN: u32 = 0x10;
+
+const UNIX_DIAG_NAME: u16 = 0;
+const UNIX_DIAG_VFS: u16 = 1;
+const UNIX_DIAG_PEER: u16 = 2;
+const UNIX_DIAG_ICONS: u16 = 3;
+const UNIX_DIAG_RQLEN: u16 = 4;
+const UNIX_DIAG_SHUTDOWN: u16 = 6;
+
+/// What sock_diag says about a unix socket.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnixDiag {
+    /// `SOCK_STREAM`, `SOCK_DGRAM` or `SOCK_SEQPACKET`.
+    pub sock_type: u8,
+    /// A `tcp_states.h` value: 1 connected, 7 unconnected, 10 listening.
+    pub state: u8,
+    /// The address's path bytes (`sun_path`, a leading NUL for abstract
+    /// names); `None` when unnamed.
+    pub name: Option<Vec<u8>>,
+    /// Inode and device of the bound socket file.
+    pub vfs: Option<(u32, u32)>,
+    /// The peer's inode (0 when the peer is gone).
+    pub peer: u32,
+    /// Inodes of connections waiting to be accepted (listeners).
+    pub pending: Vec<u32>,
+    /// (receive queue, send queue); for a listener (waiting connections,
+    /// backlog).
+    pub rqlen: Option<(u32, u32)>,
+    pub shutdown: u8,
+}
+
+/// Builds the request for the unix socket with inode `ino`.
+fn request(ino: u32) -> Vec<u8> {
+    let mut b = Vec::with_capacity(NLMSG_HDR + 24);
+    b.extend_from_slice(&((NLMSG_HDR + 24) as u32).to_ne_bytes());
+    b.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    b.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    b.extend_from_slice(&1u32.to_ne_bytes()); // seq
+    b.extend_from_slice(&0u32.to_ne_bytes()); // pid
+    b.push(libc::AF_UNIX as u8);
+    b.push(0); // protocol
+    b.extend_from_slice(&0u16.to_ne_bytes());
+    b.extend_from_slice(&u32::MAX.to_ne_bytes()); // every state
+    b.extend_from_slice(&ino.to_ne_bytes());
+    let show =
+        UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN;
+    b.extend_from_slice(&show.to_ne_bytes());
+    // No cookie: look the socket up by inode alone.
+    b.extend_from_slice(&u32::MAX.to_ne_bytes());
+    b.extend_from_slice(&u32::MAX.to_ne_bytes());
+    b
+}
+
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+/// Parses one reply: a `unix_diag_msg` with its attributes, or an error.
+pub fn parse_reply(b: &[u8], ino: u32) -> Result<UnixDiag, String> {
+    let len = u32_at(b, 0).ok_or("short netlink reply")? as usize;
+    let ty = u16_at(b, 4).ok_or("short netlink reply")?;
+    let b = b.get(..len).ok_or("truncated netlink reply")?;
+    if ty == libc::NLMSG_ERROR as u16 {
+        let errno = u32_at(b, NLMSG_HDR).ok_or("short netlink error")? as i32;
+        return Err(std::io::Error::from_raw_os_error(-errno).to_string());
+    }
+    if ty != SOCK_DIAG_BY_FAMILY {
+        return Err(format!("unexpected netlink message type {ty}"));
+    }
+    let m = NLMSG_HDR;
+    let msg = b.get(m..m + UNIX_DIAG_MSG).ok_or("short unix_diag_msg")?;
+    if u32_at(msg, 4) != Some(ino) {
+        return Err(format!("reply about inode {:?}", u32_at(msg, 4)));
+    }
+    let mut d = UnixDiag {
+        sock_type: msg[1],
+        state: msg[2],
+        ..Default::default()
+    };
+    let mut at = m + UNIX_DIAG_MSG;
+    while at + 4 <= b.len() {
+        let alen = u16_at(b, at).unwrap_or(0) as usize;
+        let aty = u16_at(b, at + 2).unwrap_or(0);
+        if alen < 4 || at + alen > b.len() {
+            return Err(format!("bad attribute length {alen}"));
+        }
+        let v = &b[at + 4..at + alen];
+        match aty {
+            UNIX_DIAG_NAME => d.name = Some(v.to_vec()),
+            UNIX_DIAG_VFS => d.vfs = Some((u32_at(v, 0).unwrap_or(0), u32_at(v, 4).unwrap_or(0))),
+            UNIX_DIAG_PEER => d.peer = u32_at(v, 0).unwrap_or(0),
+            UNIX_DIAG_ICONS => d.pending = v.chunks_exact(4).filter_map(|c| u32_at(c, 0)).collect(),
+            UNIX_DIAG_RQLEN => {
+                d.rqlen = Some((u32_at(v, 0).unwrap_or(0), u32_at(v, 4).unwrap_or(0)))
+            }
+            UNIX_DIAG_SHUTDOWN => d.shutdown = v.first().copied().unwrap_or(0),
+            _ => {}
+        }
+        at += (alen + 3) & !3;
+    }
+    Ok(d)
+}
+
+/// Asks the kernel about the unix socket with inode `ino`.
+pub fn unix_socket(ino: u64) -> Result<UnixDiag, String> {
+    let ino32 = u32::try_from(ino).map_err(|_| format!("inode {ino} does not fit sock_diag"))?;
+    // SAFETY: socket takes integers and returns a new fd we own.
+    let s = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::NETLINK_SOCK_DIAG,
+        )
+    };
+    if s < 0 {
+        return Err(format!(
+            "netlink sock_diag socket: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: s is a fresh descriptor returned by the kernel.
+    let s = unsafe { OwnedFd::from_raw_fd(s) };
+    let req = request(ino32);
+    // SAFETY: send reads `req.len()` bytes from a live buffer; the kernel
+    // is the default destination of a netlink socket.
+    if unsafe { libc::send(s.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) } < 0 {
+        return Err(format!(
+            "sock_diag request: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    // SAFETY: recv writes at most `buf.len()` bytes into the live buffer.
+    let n = unsafe { libc::recv(s.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        return Err(format!(
+            "sock_diag reply: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    parse_reply(&buf[..n as usize], ino32)
+        .map_err(|e| format!("sock_diag about socket:[{ino}]: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+
+    fn inode(s: &UnixStream) -> u64 {
+        let fd = s.as_raw_fd();
+        std::fs::metadata(format!("/proc/self/fd/{fd}"))
+            .unwrap()
+            .ino()
+    }
+
+    #[test]
+    fn the_kernel_names_the_peer_and_queue_of_a_socketpair() {
+        let (a, b) = UnixStream::pair().unwrap();
+        std::io::Write::write_all(&mut &a, b"hello").unwrap();
+        let d = unix_socket(inode(&b)).unwrap();
+        assert_eq!(d.sock_type, libc::SOCK_STREAM as u8);
+        assert_eq!(d.state, 1);
+        assert_eq!(d.peer as u64, inode(&a));
+        assert_eq!(d.rqlen.map(|r| r.0), Some(5));
+        assert_eq!(d.name, None);
+        a.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(unix_socket(inode(&a)).unwrap().shutdown, 2);
+    }
+
+    #[test]
+    fn errors_and_odd_replies_are_reported() {
+        let mut err = vec![0u8; 36];
+        err[0..4].copy_from_slice(&36u32.to_ne_bytes());
+        err[4..6].copy_from_slice(&(libc::NLMSG_ERROR as u16).to_ne_bytes());
+        err[16..20].copy_from_slice(&(-libc::ENOENT).to_ne_bytes());
+        assert!(parse_reply(&err, 1).unwrap_err().contains("No such file"));
+        assert!(parse_reply(&err[..3], 1).is_err());
+        let mut bad = vec![0u8; 40];
+        bad[0..4].copy_from_slice(&40u32.to_ne_bytes());
+        bad[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        bad[20..24].copy_from_slice(&7u32.to_ne_bytes());
+        bad[32..34].copy_from_slice(&2u16.to_ne_bytes()); // attribute length < 4
+        assert!(parse_reply(&bad, 7).unwrap_err().contains("attribute"));
+        assert!(parse_reply(&bad, 8).unwrap_err().contains("inode"));
+    }
+}

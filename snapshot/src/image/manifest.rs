@@ -309,6 +309,32 @@ pub enum FileKind {
         count: u64,
         semaphore: bool,
     },
+    /// A timerfd with its setting (docs/engine.md says how the time left
+    /// is kept).
+    TimerFd {
+        clockid: i32,
+        /// fdinfo `settime flags`: `TFD_TIMER_ABSTIME` (1),
+        /// `TFD_TIMER_CANCEL_ON_SET` (2).
+        settime_flags: u32,
+        /// Time left to the next expiration, ns: 0 when disarmed, or
+        /// expired and waiting to be read.
+        value_ns: u64,
+        interval_ns: u64,
+        /// Expirations not read yet.
+        ticks: u64,
+        /// For an absolute (`TFD_TIMER_ABSTIME`) timer: when it expires,
+        /// on its clock, ns.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deadline_ns: Option<u64>,
+    },
+    /// A signalfd with the signals it accepts (bit `n - 1` for signal `n`).
+    SignalFd {
+        mask: u64,
+    },
+    /// An epoll instance and what is registered in it.
+    Epoll {
+        targets: Vec<EpollTarget>,
+    },
     /// A TCP socket in LISTEN state.
     TcpListen {
         family: i32,
@@ -325,6 +351,20 @@ pub struct SocketOptions {
     pub v6only: bool,
     pub nodelay: bool,
     pub backlog: u32,
+}
+
+/// One registration of an epoll instance.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EpollTarget {
+    /// The fd number it was registered with (`epoll_ctl`'s `fd`).
+    pub fd: i32,
+    /// The open file registered (`OpenFile::id`); `fd` may since have been
+    /// closed or now name another file.
+    pub file: u32,
+    /// `epoll_event.events`, with EPOLLET, EPOLLONESHOT, EPOLLWAKEUP and
+    /// EPOLLEXCLUSIVE; a fired one-shot registration keeps only those.
+    pub events: u32,
+    pub data: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -360,6 +400,26 @@ impl FileKind {
             FileKind::EventFd { count, semaphore } => format!(
                 "eventfd count {count}{}",
                 if *semaphore { " (semaphore)" } else { "" }
+            ),
+            FileKind::TimerFd {
+                clockid,
+                value_ns,
+                interval_ns,
+                ticks,
+                deadline_ns,
+                ..
+            } => format!(
+                "timerfd clock {clockid} {} {value_ns} ns, interval {interval_ns} ns, {ticks} ticks",
+                if deadline_ns.is_some() {
+                    "absolute, left"
+                } else {
+                    "left"
+                }
+            ),
+            FileKind::SignalFd { mask } => format!("signalfd mask {mask:#x}"),
+            FileKind::Epoll { targets } => format!(
+                "epoll watching fds {:?}",
+                targets.iter().map(|t| t.fd).collect::<Vec<_>>()
             ),
             FileKind::TcpListen { address, port, .. } => format!("tcp listen {address}:{port}"),
         }

@@ -328,6 +328,17 @@ fn validate(m: &Manifest) -> Result<(), String> {
                         ));
                     }
                 }
+                FileKind::Epoll { targets } => {
+                    if let Some(t) = targets
+                        .iter()
+                        .find(|t| !p.files.iter().any(|g| g.id == t.file))
+                    {
+                        return Err(format!(
+                            "pid {} file {}: epoll target fd {} names unknown file {}",
+                            p.pid, f.id, t.fd, t.file
+                        ));
+                    }
+                }
                 _ => {}
             }
         }

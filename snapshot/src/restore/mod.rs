@@ -116,7 +116,10 @@ pub fn restore(dir: &Path, _opts: &RestoreOptions) -> Result<RestoreReport, Rest
             FileKind::Pipe { .. }
             | FileKind::TcpListen { .. }
             | FileKind::Deleted { .. }
-            | FileKind::EventFd { .. } => {}
+            | FileKind::EventFd { .. }
+            | FileKind::TimerFd { .. }
+            | FileKind::SignalFd { .. }
+            | FileKind::Epoll { .. } => {}
         }
     }
 

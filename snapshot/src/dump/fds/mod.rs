@@ -16,9 +16,11 @@ use super::memory::file_ref;
 use super::DumpError;
 
 mod anon;
+mod epoll;
 mod file;
 mod pipe;
 mod socket;
+mod timerfd;
 
 pub use file::MAX_DELETED_FILE;
 pub use socket::{local_address, LISTEN_BACKLOG};
@@ -131,6 +133,7 @@ pub fn dump_fds(pid: i32, writer: &mut ImageWriter) -> Result<(Vec<OpenFile>, Ve
         });
     }
     pipe::check_pipes(pid, &files, &fds)?;
+    epoll::resolve_targets(pid, &mut files, &fds)?;
     Ok((files, fds))
 }
 
@@ -151,12 +154,10 @@ fn dump_file(
         })?
         .to_string_lossy()
         .into_owned();
-    if link == "anon_inode:[eventfd]" {
-        return anon::eventfd(info).map_err(|e| DumpError::Fd { pid, fd, reason: e });
-    }
     if let Some(kind) = link.strip_prefix("anon_inode:") {
         let kind = kind.trim_start_matches('[').trim_end_matches(']');
-        return Err(unsupported(kind.to_string()));
+        return anon::dump_anon(pid, fd, kind, info, pidfd)
+            .unwrap_or_else(|| Err(unsupported(kind.to_string())));
     }
     if link.starts_with("socket:") {
         let sock = pidfd.get_fd(pid, fd)?;

@@ -10,9 +10,11 @@ use crate::sys::remote::{self, Remote, Scratch};
 use super::RestoreError;
 
 mod anon;
+mod epoll;
 mod file;
 mod pipe;
 mod socket;
+mod timerfd;
 
 pub use file::ghost_path;
 pub use socket::sockaddr;
@@ -125,6 +127,8 @@ pub fn restore_fds(
     for (_, fd) in pipe_ends {
         remote.syscall("close", libc::SYS_close, &[fd])?;
     }
+    // Second pass: epoll registrations need every fd they name.
+    epoll::register_all(remote, scratch, p)?;
     Ok(())
 }
 
@@ -200,9 +204,10 @@ fn open_file(
             }
             file::restore_deleted(remote, scratch, fd, flags, path, *mode, *pos, &content)
         }
-        FileKind::EventFd { count, semaphore } => {
-            anon::eventfd(remote, scratch, fd, file.flags as i32, *count, *semaphore)
-        }
+        FileKind::EventFd { .. }
+        | FileKind::TimerFd { .. }
+        | FileKind::SignalFd { .. }
+        | FileKind::Epoll { .. } => anon::create(remote, scratch, fd, file),
         FileKind::Pipe { .. } => unreachable!("pipes are created by create_pipe"),
     }
 }

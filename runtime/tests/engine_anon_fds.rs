@@ -44,3 +44,12 @@ fn epoll_registrations_and_wait() {
     case.trigger(pid, Trigger::Signal(libc::SIGUSR1));
     case.expect_pass(pid);
 }
+
+/// memfds: name, content (with a hole), seals, mode, offsets, flags; a
+/// memfd with two opens and a shared mapping, one mapped shared and
+/// private with its fd closed, one write-sealed and mapped read-only: each
+/// is one object after restore.
+#[test]
+fn memfds_with_mappings_and_seals() {
+    roundtrip("fd_memfd");
+}

@@ -178,6 +178,7 @@ fn dump_frozen(
         };
         vmas.push(memory::dump_vma(pid, m, kind, &mem, &pagemap, writer)?);
     }
+    let memfds = fds::dump_memfds(pid, &files, &fds, &maps, writer)?;
     if !vmas.iter().any(|v| v.kind == VmaKind::Vdso) {
         tracing::warn!(pid, "process has no vDSO mapping");
     }
@@ -190,6 +191,7 @@ fn dump_frozen(
     proc_image.shared_pending = shared_pending;
     proc_image.files = files;
     proc_image.fds = fds;
+    proc_image.memfds = memfds;
     Ok(Manifest {
         created_unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

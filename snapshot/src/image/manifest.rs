@@ -47,6 +47,28 @@ pub struct ProcessImage {
     pub shared_pending: Vec<PendingSignal>,
     pub files: Vec<OpenFile>,
     pub fds: Vec<Fd>,
+    /// The memfds that fds or mappings refer to, each once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub memfds: Vec<Memfd>,
+}
+
+/// A memfd (`memfd_create`) with its content, referred to by inode from
+/// `FileKind::Memfd` fds and `memfd`/`memfd_private` VMAs.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Memfd {
+    /// The inode at checkpoint.
+    pub inode: u64,
+    /// The name given to `memfd_create` (the link reads `/memfd:NAME`).
+    pub name: String,
+    pub size: u64,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// `F_GET_SEALS` (`F_SEAL_SEAL` alone for a memfd made without
+    /// `MFD_ALLOW_SEALING`).
+    pub seals: u32,
+    /// The pages that hold data, `vma_offset` being the offset in the file;
+    /// the rest reads as zeros.
+    pub runs: Vec<PageRun>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -106,6 +128,12 @@ pub enum VmaKind {
     FileShared,
     /// Shared anonymous memory (`/dev/zero (deleted)`): dumped whole.
     SharedAnon,
+    /// A shared mapping of a memfd (`shmem_inode` names it): nothing
+    /// dumped, the memfd's content is in `ProcessImage::memfds`.
+    Memfd,
+    /// A private mapping of a memfd: pages copied on write are dumped, the
+    /// others come from the memfd.
+    MemfdPrivate,
     Vdso,
     Vvar,
     VvarVclock,
@@ -159,8 +187,9 @@ pub struct Vma {
     pub name: String,
     #[serde(default)]
     pub advice: VmaAdvice,
-    /// For shared anonymous memory: the object's inode at checkpoint. VMAs
-    /// with the same one map one object and are restored as one.
+    /// For shared anonymous memory and memfd mappings: the object's inode
+    /// at checkpoint. VMAs with the same one map one object and are
+    /// restored as one.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub shmem_inode: u64,
     /// The dumped pages, in address order.
@@ -327,6 +356,11 @@ pub enum FileKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         deadline_ns: Option<u64>,
     },
+    /// An open memfd; its content is in `ProcessImage::memfds`.
+    Memfd {
+        inode: u64,
+        pos: u64,
+    },
     /// A signalfd with the signals it accepts (bit `n - 1` for signal `n`).
     SignalFd {
         mask: u64,
@@ -416,6 +450,7 @@ impl FileKind {
                     "left"
                 }
             ),
+            FileKind::Memfd { inode, pos } => format!("memfd inode {inode} @{pos}"),
             FileKind::SignalFd { mask } => format!("signalfd mask {mask:#x}"),
             FileKind::Epoll { targets } => format!(
                 "epoll watching fds {:?}",

@@ -57,6 +57,7 @@ fn sample(runs: Vec<PageRun>) -> Manifest {
             shared_pending: vec![],
             files: vec![],
             fds: vec![],
+            memfds: vec![],
         }],
         pages: PagesFile {
             file: String::new(),

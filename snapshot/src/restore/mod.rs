@@ -117,6 +117,7 @@ pub fn restore(dir: &Path, _opts: &RestoreOptions) -> Result<RestoreReport, Rest
             | FileKind::TcpListen { .. }
             | FileKind::Deleted { .. }
             | FileKind::EventFd { .. }
+            | FileKind::Memfd { .. }
             | FileKind::TimerFd { .. }
             | FileKind::SignalFd { .. }
             | FileKind::Epoll { .. } => {}
@@ -159,7 +160,8 @@ pub fn restore(dir: &Path, _opts: &RestoreOptions) -> Result<RestoreReport, Rest
     fds::close_all(&mut inj)?;
     memory::clear_and_place_vdso(&mut inj, tramp, &p.vmas)?;
     memory::check_vdso(pid, &p.vmas)?;
-    memory::map_vmas(&mut inj, &mut scratch, &p.vmas)?;
+    let memfds = fds::create_memfds(&mut inj, &mut scratch, &image, p)?;
+    memory::map_vmas(&mut inj, &mut scratch, &p.vmas, &memfds)?;
 
     t.phase("memory");
     let pages_bytes = memory::fill_pages(&mut inj, &image, &p.vmas)?;
@@ -169,7 +171,8 @@ pub fn restore(dir: &Path, _opts: &RestoreOptions) -> Result<RestoreReport, Rest
     memory::set_mm(&mut inj, &mut scratch, p)?;
 
     t.phase("files");
-    fds::restore_fds(&mut inj, &mut scratch, &image, p)?;
+    fds::restore_fds(&mut inj, &mut scratch, &image, p, &memfds)?;
+    memfds.close(&mut inj)?;
 
     t.phase("process");
     process::set_attributes(&mut inj, &mut scratch, p)?;

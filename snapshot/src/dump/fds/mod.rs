@@ -18,11 +18,13 @@ use super::DumpError;
 mod anon;
 mod epoll;
 mod file;
+mod memfd;
 mod pipe;
 mod socket;
 mod timerfd;
 
 pub use file::MAX_DELETED_FILE;
+pub use memfd::{dump_memfds, MAX_MEMFD_DATA};
 pub use socket::{local_address, LISTEN_BACKLOG};
 
 /// Character devices that are the same everywhere: mem class (1:x) null,
@@ -184,6 +186,11 @@ fn dump_file(
         let literal =
             fs::metadata(&link).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino());
         if !literal {
+            if memfd::memfd_name(&link).is_some() {
+                if let Some(kind) = memfd::memfd_fd(pid, fd, &link_path, &meta, info)? {
+                    return Ok(kind);
+                }
+            }
             if !meta.file_type().is_file() {
                 return Err(unsupported(format!("deleted file {link}")));
             }

@@ -12,11 +12,13 @@ use super::RestoreError;
 mod anon;
 mod epoll;
 mod file;
+mod memfd;
 mod pipe;
 mod socket;
 mod timerfd;
 
 pub use file::ghost_path;
+pub use memfd::{create_memfds, Memfds};
 pub use socket::sockaddr;
 
 /// `f_flags` that can be given back to `open`; the others (O_CREAT,
@@ -53,6 +55,7 @@ pub fn restore_fds(
     scratch: &mut Scratch,
     image: &Image,
     p: &ProcessImage,
+    memfds: &Memfds,
 ) -> Result<(), RestoreError> {
     let targets: BTreeSet<i32> = p.fds.iter().map(|f| f.fd).collect();
     let high = targets.iter().next_back().map(|m| m + 1).unwrap_or(0);
@@ -80,7 +83,7 @@ pub fn restore_fds(
                     mine
                 }
             },
-            _ => open_file(remote, scratch, image, file, first)?,
+            _ => open_file(remote, scratch, image, memfds, file, first)?,
         };
         // Keep the new description away from fd numbers still to be placed.
         let tmp = if tmp as i32 != first && targets.contains(&(tmp as i32)) {
@@ -136,6 +139,7 @@ fn open_file(
     remote: &mut dyn Remote,
     scratch: &mut Scratch,
     image: &Image,
+    memfds: &Memfds,
     file: &OpenFile,
     fd: i32,
 ) -> Result<u64, RestoreError> {
@@ -165,6 +169,19 @@ fn open_file(
             Ok(new)
         }
         FileKind::CharDevice { path, .. } => Ok(open(remote, scratch, path, flags)?),
+        FileKind::Memfd { inode, pos } => {
+            // A new open of the memfd: its own offset and flags, one content.
+            let obj = memfds.get(*inode).ok_or_else(|| {
+                fd_err(
+                    remote.pid(),
+                    fd,
+                    format!("memfd inode {inode} is not in the snapshot"),
+                )
+            })?;
+            let new = open(remote, scratch, &format!("/proc/self/fd/{obj}"), flags)?;
+            seek_to(remote, &format!("fd {fd}"), fd, new, *pos)?;
+            Ok(new)
+        }
         FileKind::Fifo { path } => {
             // Opening a FIFO blocks until the other end is opened, unless
             // non-blocking; the real flags are set after.

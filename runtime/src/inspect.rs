@@ -23,6 +23,8 @@ fn kind(k: VmaKind) -> &'static str {
         VmaKind::FilePrivate => "file",
         VmaKind::FileShared => "file-shared",
         VmaKind::SharedAnon => "shmem",
+        VmaKind::Memfd => "memfd",
+        VmaKind::MemfdPrivate => "memfd-private",
         VmaKind::Vdso => "vdso",
         VmaKind::Vvar => "vvar",
         VmaKind::VvarVclock => "vvar",

@@ -28,8 +28,8 @@ pub fn classify(m: &MapEntry) -> Result<Option<VmaKind>, String> {
         _ if m.shared => {
             if name == "/dev/zero (deleted)" || name.starts_with("[anon_shmem:") {
                 VmaKind::SharedAnon
-            } else if name.starts_with("/memfd:") {
-                return Err(format!("shared memfd mapping {} ({name})", m.range()));
+            } else if is_memfd(m)? {
+                VmaKind::Memfd
             } else if name.starts_with("/SYSV") {
                 return Err(format!(
                     "System V shared memory mapping {} ({name})",
@@ -51,6 +51,7 @@ pub fn classify(m: &MapEntry) -> Result<Option<VmaKind>, String> {
         _ if name.starts_with('[') => {
             return Err(format!("special mapping {} {name}", m.range()));
         }
+        _ if is_memfd(m)? => VmaKind::MemfdPrivate,
         _ if name.ends_with(" (deleted)") => {
             return Err(format!("mapping {} of deleted file {name}", m.range()));
         }
@@ -60,6 +61,18 @@ pub fn classify(m: &MapEntry) -> Result<Option<VmaKind>, String> {
         return Err(format!("device (I/O) mapping {} {name}", m.range()));
     }
     Ok(Some(kind))
+}
+
+/// Whether a mapping maps a memfd (`/memfd:NAME (deleted)`); hugetlb
+/// memfds are refused.
+fn is_memfd(m: &MapEntry) -> Result<bool, String> {
+    if !(m.name.starts_with("/memfd:") && m.name.ends_with(" (deleted)")) {
+        return Ok(false);
+    }
+    if m.has_flag("ht") {
+        return Err(format!("hugetlb memfd mapping {} ({})", m.range(), m.name));
+    }
+    Ok(true)
 }
 
 pub fn advice(m: &MapEntry) -> VmaAdvice {
@@ -109,11 +122,15 @@ fn candidate_pages(
 ) -> Result<Vec<u64>, DumpError> {
     let proc_err = |path: String| move |source| DumpError::Proc { pid, path, source };
     match kind {
-        VmaKind::Anon | VmaKind::Heap | VmaKind::Stack | VmaKind::FilePrivate => {
+        VmaKind::Anon
+        | VmaKind::Heap
+        | VmaKind::Stack
+        | VmaKind::FilePrivate
+        | VmaKind::MemfdPrivate => {
             let entries = pagemap
                 .read(m.start, m.end)
                 .map_err(proc_err(format!("/proc/{pid}/pagemap")))?;
-            let file = kind == VmaKind::FilePrivate;
+            let file = matches!(kind, VmaKind::FilePrivate | VmaKind::MemfdPrivate);
             Ok(entries
                 .iter()
                 .enumerate()
@@ -141,7 +158,7 @@ fn candidate_pages(
 
 /// Pages in `[offset, offset + pages)` of a file that hold data, by
 /// `SEEK_DATA`/`SEEK_HOLE`; all of them where those are not supported.
-fn data_pages(f: &File, offset: u64, pages: u64) -> Vec<u64> {
+pub(crate) fn data_pages(f: &File, offset: u64, pages: u64) -> Vec<u64> {
     use std::os::fd::AsRawFd;
     let fd = f.as_raw_fd();
     let end = offset + pages * PAGE_SIZE;
@@ -227,7 +244,7 @@ pub fn dump_vma(
         _ => None,
     };
     let mut runs = Vec::new();
-    let skip_zero = kind != VmaKind::FilePrivate;
+    let skip_zero = !matches!(kind, VmaKind::FilePrivate | VmaKind::MemfdPrivate);
     let mut buf = Vec::new();
     for (first, count) in group_pages(&candidate_pages(pid, m, kind, pagemap)?) {
         buf.resize((count * PAGE_SIZE) as usize, 0);
@@ -249,7 +266,10 @@ pub fn dump_vma(
         offset: m.offset,
         name: m.name.clone(),
         advice: advice(m),
-        shmem_inode: if kind == VmaKind::SharedAnon {
+        shmem_inode: if matches!(
+            kind,
+            VmaKind::SharedAnon | VmaKind::Memfd | VmaKind::MemfdPrivate
+        ) {
             m.inode
         } else {
             0
@@ -327,8 +347,21 @@ mod tests {
             classify(&entry("/dev/zero (deleted)", true)),
             Ok(Some(VmaKind::SharedAnon))
         );
-        let err = classify(&entry("/memfd:x (deleted)", true)).unwrap_err();
-        assert!(err.contains("memfd") && err.contains("1000-3000"), "{err}");
+        assert_eq!(
+            classify(&entry("/memfd:x (deleted)", true)),
+            Ok(Some(VmaKind::Memfd))
+        );
+        assert_eq!(
+            classify(&entry("/memfd:x (deleted)", false)),
+            Ok(Some(VmaKind::MemfdPrivate))
+        );
+        let mut huge = entry("/memfd:x (deleted)", true);
+        huge.vm_flags = vec!["ht".into()];
+        let err = classify(&huge).unwrap_err();
+        assert!(
+            err.contains("hugetlb") && err.contains("1000-3000"),
+            "{err}"
+        );
         assert!(classify(&entry("/tmp/gone (deleted)", false)).is_err());
         let mut io = entry("/dev/mem", true);
         io.vm_flags = vec!["io".into()];

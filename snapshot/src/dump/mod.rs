@@ -161,10 +161,7 @@ fn dump_tree(
 
     let mut processes = Vec::with_capacity(tree.procs.len());
     for (frozen, f) in tree.procs.iter().zip(files) {
-        let mut image = dump_frozen(frozen, writer, t)?;
-        image.files = f.files;
-        image.fds = f.fds;
-        processes.push(image);
+        processes.push(dump_frozen(frozen, f, writer, t)?);
     }
     Ok(Manifest {
         created_unix: std::time::SystemTime::now()
@@ -182,10 +179,11 @@ fn dump_tree(
     })
 }
 
-/// One frozen process's threads, memory and attributes (its files are
-/// dumped before, by [`dump_tree`]).
+/// One frozen process's threads, memory and attributes, with its files
+/// (dumped before, by [`dump_tree`]).
 fn dump_frozen(
     frozen: &FrozenProcess,
+    f: fds::ProcFiles,
     writer: &mut ImageWriter,
     t: &mut Timings,
 ) -> Result<ProcessImage, DumpError> {
@@ -235,6 +233,7 @@ fn dump_frozen(
         };
         vmas.push(memory::dump_vma(pid, m, kind, &mem, &pagemap, writer)?);
     }
+    let memfds = fds::dump_memfds(pid, &f.files, &f.fds, &maps, writer)?;
     if !vmas.iter().any(|v| v.kind == VmaKind::Vdso) {
         tracing::warn!(pid, "process has no vDSO mapping");
     }
@@ -245,6 +244,9 @@ fn dump_frozen(
     proc_image.threads = threads;
     proc_image.sigactions = injected.sigactions;
     proc_image.shared_pending = shared_pending;
+    proc_image.files = f.files;
+    proc_image.fds = f.fds;
+    proc_image.memfds = memfds;
     Ok(proc_image)
 }
 

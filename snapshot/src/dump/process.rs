@@ -182,6 +182,7 @@ pub fn dump_process(pid: i32, brk: u64) -> Result<ProcessImage, DumpError> {
         shared_pending: Vec::new(),
         files: Vec::new(),
         fds: Vec::new(),
+        memfds: Vec::new(),
     })
 }
 

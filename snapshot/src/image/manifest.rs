@@ -65,6 +65,28 @@ pub struct ProcessImage {
     pub shared_pending: Vec<PendingSignal>,
     pub files: Vec<OpenFile>,
     pub fds: Vec<Fd>,
+    /// The memfds that fds or mappings refer to, each once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub memfds: Vec<Memfd>,
+}
+
+/// A memfd (`memfd_create`) with its content, referred to by inode from
+/// `FileKind::Memfd` fds and `memfd`/`memfd_private` VMAs.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Memfd {
+    /// The inode at checkpoint.
+    pub inode: u64,
+    /// The name given to `memfd_create` (the link reads `/memfd:NAME`).
+    pub name: String,
+    pub size: u64,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// `F_GET_SEALS` (`F_SEAL_SEAL` alone for a memfd made without
+    /// `MFD_ALLOW_SEALING`).
+    pub seals: u32,
+    /// The pages that hold data, `vma_offset` being the offset in the file;
+    /// the rest reads as zeros.
+    pub runs: Vec<PageRun>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -124,6 +146,12 @@ pub enum VmaKind {
     FileShared,
     /// Shared anonymous memory (`/dev/zero (deleted)`): dumped whole.
     SharedAnon,
+    /// A shared mapping of a memfd (`shmem_inode` names it): nothing
+    /// dumped, the memfd's content is in `ProcessImage::memfds`.
+    Memfd,
+    /// A private mapping of a memfd: pages copied on write are dumped, the
+    /// others come from the memfd.
+    MemfdPrivate,
     Vdso,
     Vvar,
     VvarVclock,
@@ -177,8 +205,9 @@ pub struct Vma {
     pub name: String,
     #[serde(default)]
     pub advice: VmaAdvice,
-    /// For shared anonymous memory: the object's inode at checkpoint. VMAs
-    /// with the same one map one object and are restored as one.
+    /// For shared anonymous memory and memfd mappings: the object's inode
+    /// at checkpoint. VMAs with the same one map one object and are
+    /// restored as one.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub shmem_inode: u64,
     /// The dumped pages, in address order.
@@ -346,6 +375,51 @@ pub enum FileKind {
     InetSocket(InetSocket),
     /// One unix socket (see [`super::socket`]).
     UnixSocket(UnixSocket),
+    /// A timerfd with its setting (docs/engine.md says how the time left
+    /// is kept).
+    TimerFd {
+        clockid: i32,
+        /// fdinfo `settime flags`: `TFD_TIMER_ABSTIME` (1),
+        /// `TFD_TIMER_CANCEL_ON_SET` (2).
+        settime_flags: u32,
+        /// Time left to the next expiration, ns: 0 when disarmed, or
+        /// expired and waiting to be read.
+        value_ns: u64,
+        interval_ns: u64,
+        /// Expirations not read yet.
+        ticks: u64,
+        /// For an absolute (`TFD_TIMER_ABSTIME`) timer: when it expires,
+        /// on its clock, ns.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deadline_ns: Option<u64>,
+    },
+    /// An open memfd; its content is in `ProcessImage::memfds`.
+    Memfd {
+        inode: u64,
+        pos: u64,
+    },
+    /// A signalfd with the signals it accepts (bit `n - 1` for signal `n`).
+    SignalFd {
+        mask: u64,
+    },
+    /// An epoll instance and what is registered in it.
+    Epoll {
+        targets: Vec<EpollTarget>,
+    },
+}
+
+/// One registration of an epoll instance.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EpollTarget {
+    /// The fd number it was registered with (`epoll_ctl`'s `fd`).
+    pub fd: i32,
+    /// The open file registered (`OpenFile::id`); `fd` may since have been
+    /// closed or now name another file.
+    pub file: u32,
+    /// `epoll_event.events`, with EPOLLET, EPOLLONESHOT, EPOLLWAKEUP and
+    /// EPOLLEXCLUSIVE; a fired one-shot registration keeps only those.
+    pub events: u32,
+    pub data: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -384,6 +458,27 @@ impl FileKind {
             ),
             FileKind::InetSocket(s) => s.describe(),
             FileKind::UnixSocket(s) => s.describe(),
+            FileKind::TimerFd {
+                clockid,
+                value_ns,
+                interval_ns,
+                ticks,
+                deadline_ns,
+                ..
+            } => format!(
+                "timerfd clock {clockid} {} {value_ns} ns, interval {interval_ns} ns, {ticks} ticks",
+                if deadline_ns.is_some() {
+                    "absolute, left"
+                } else {
+                    "left"
+                }
+            ),
+            FileKind::Memfd { inode, pos } => format!("memfd inode {inode} @{pos}"),
+            FileKind::SignalFd { mask } => format!("signalfd mask {mask:#x}"),
+            FileKind::Epoll { targets } => format!(
+                "epoll watching fds {:?}",
+                targets.iter().map(|t| t.fd).collect::<Vec<_>>()
+            ),
         }
     }
 }

@@ -349,6 +349,11 @@ fn validate(m: &Manifest) -> Result<(), String> {
                 return Err(format!("{what}: misaligned, empty or overlapping"));
             }
             prev_end = v.end;
+            if matches!(v.kind, VmaKind::Memfd | VmaKind::MemfdPrivate)
+                && !p.memfds.iter().any(|m| m.inode == v.shmem_inode)
+            {
+                return Err(format!("{what}: memfd inode {} unknown", v.shmem_inode));
+            }
             for r in &v.runs {
                 check_run(r, &what)?;
                 if r.vma_offset % page != 0
@@ -359,8 +364,19 @@ fn validate(m: &Manifest) -> Result<(), String> {
                 }
             }
         }
+        for m in &p.memfds {
+            for r in &m.runs {
+                check_run(r, &format!("pid {} memfd inode {}", p.pid, m.inode))?;
+            }
+        }
         for f in &p.files {
             match &f.kind {
+                FileKind::Memfd { inode, .. } if !p.memfds.iter().any(|m| m.inode == *inode) => {
+                    return Err(format!(
+                        "pid {} file {}: memfd inode {inode} unknown",
+                        p.pid, f.id
+                    ));
+                }
                 FileKind::Pipe { data: Some(r), .. } => {
                     check_run(r, &format!("pid {} file {}", p.pid, f.id))?;
                 }
@@ -373,6 +389,17 @@ fn validate(m: &Manifest) -> Result<(), String> {
                     if stored != *size {
                         return Err(format!(
                             "{what}: deleted file of {size} bytes with {stored} stored"
+                        ));
+                    }
+                }
+                FileKind::Epoll { targets } => {
+                    if let Some(t) = targets
+                        .iter()
+                        .find(|t| !p.files.iter().any(|g| g.id == t.file))
+                    {
+                        return Err(format!(
+                            "pid {} file {}: epoll target fd {} names unknown file {}",
+                            p.pid, f.id, t.fd, t.file
                         ));
                     }
                 }

@@ -58,6 +58,7 @@ fn sample(runs: Vec<PageRun>) -> Manifest {
             shared_pending: vec![],
             files: vec![],
             fds: vec![],
+            memfds: vec![],
         }],
         zombies: vec![],
         pages: PagesFile {

@@ -5,6 +5,7 @@
 use crate::image::{Image, MmFields, ProcessImage, Vma, VmaKind};
 use crate::sys::remote::{self, Remote, Scratch};
 
+use super::fds::Memfds;
 use super::stub::{TASK_SIZE, TRAMPOLINE_LEN};
 use super::RestoreError;
 
@@ -148,6 +149,7 @@ pub fn map_vmas(
     remote: &mut dyn Remote,
     scratch: &mut Scratch,
     vmas: &[Vma],
+    memfds: &Memfds,
     earlier: &[(i32, &[Vma])],
 ) -> Result<(), RestoreError> {
     // Shared anonymous objects already created: inode -> (the /proc entry
@@ -216,6 +218,23 @@ pub fn map_vmas(
                     v.offset,
                 )
             }
+            VmaKind::Memfd | VmaKind::MemfdPrivate => {
+                flags |= if v.kind == VmaKind::Memfd {
+                    libc::MAP_SHARED
+                } else {
+                    libc::MAP_PRIVATE
+                };
+                let fd = memfds
+                    .get(v.shmem_inode)
+                    .ok_or_else(|| RestoreError::State {
+                        pid: remote.pid(),
+                        reason: format!(
+                            "vma {:x}-{:x}: memfd inode {} is not in the snapshot",
+                            v.start, v.end, v.shmem_inode
+                        ),
+                    })?;
+                (Some(fd), v.offset)
+            }
             VmaKind::Vdso | VmaKind::Vvar | VmaKind::VvarVclock => unreachable!("filtered"),
         };
         let what = format!("mmap {:x}-{:x} {}", v.start, v.end, v.name);
@@ -231,7 +250,9 @@ pub fn map_vmas(
                 offset,
             ],
         );
-        if let Some(fd) = fd {
+        // A memfd's fd stays open until every user of it is restored.
+        let memfd = matches!(v.kind, VmaKind::Memfd | VmaKind::MemfdPrivate);
+        if let Some(fd) = fd.filter(|_| !memfd) {
             remote.syscall("close", libc::SYS_close, &[fd])?;
         }
         if r? != v.start {
@@ -394,7 +415,7 @@ mod tests {
             vma(0x10000, libc::PROT_READ as u32, VmaKind::Anon, 1),
             vma(0x20000, 0, VmaKind::Anon, 0),
         ];
-        map_vmas(&mut fake, &mut scratch, &vmas, &[]).unwrap();
+        map_vmas(&mut fake, &mut scratch, &vmas, &Memfds::default(), &[]).unwrap();
         finish_vmas(&mut fake, &vmas).unwrap();
         let mmaps: Vec<_> = fake
             .calls
@@ -425,6 +446,7 @@ mod tests {
             &mut fake,
             &mut scratch,
             &[vma(0x10000, 3, VmaKind::Anon, 0)],
+            &Memfds::default(),
             &[],
         )
         .unwrap_err();

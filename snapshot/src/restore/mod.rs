@@ -133,7 +133,11 @@ fn check_files(p: &ProcessImage) -> Result<(), RestoreError> {
             | FileKind::InetSocket(_)
             | FileKind::UnixSocket(_)
             | FileKind::Deleted { .. }
-            | FileKind::EventFd { .. } => {}
+            | FileKind::EventFd { .. }
+            | FileKind::Memfd { .. }
+            | FileKind::TimerFd { .. }
+            | FileKind::SignalFd { .. }
+            | FileKind::Epoll { .. } => {}
         }
     }
     Ok(())
@@ -294,11 +298,12 @@ fn morph(
     fds::close_all(inj)?;
     memory::clear_and_place_vdso(inj, tramp, &p.vmas)?;
     memory::check_vdso(pid, &p.vmas)?;
+    let memfds = fds::create_memfds(inj, scratch, image, p)?;
     let views: Vec<(i32, &[crate::image::Vma])> = earlier
         .iter()
         .map(|q| (q.pid, q.image.vmas.as_slice()))
         .collect();
-    memory::map_vmas(inj, scratch, &p.vmas, &views)?;
+    memory::map_vmas(inj, scratch, &p.vmas, &memfds, &views)?;
 
     t.phase("memory");
     let pages_bytes = memory::fill_pages(inj, image, &p.vmas)?;
@@ -309,7 +314,8 @@ fn morph(
 
     t.phase("files");
     let holders: Vec<(i32, i32)> = earlier.iter().map(|q| (q.image.pid, q.inner_pid)).collect();
-    fds::restore_fds(inj, scratch, image, p, files, &holders)?;
+    fds::restore_fds(inj, scratch, image, p, &memfds, files, &holders)?;
+    memfds.close(inj)?;
 
     t.phase("process");
     process::set_attributes(inj, scratch, p)?;

@@ -297,6 +297,7 @@ mod tests {
             shared_pending: vec![],
             files: vec![],
             fds: vec![],
+            memfds: vec![],
         }
     }
 

@@ -139,6 +139,66 @@ pub struct FdInfo {
     pub extra: Vec<(String, String)>,
 }
 
+impl FdInfo {
+    /// The value of the first `name:` line that is not one of the common
+    /// four.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.extra
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The values of every `name:` line (epoll's `tfd:` lines).
+    pub fn fields<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.extra
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A timespec as fdinfo prints it, `(SEC, NSEC)`, in nanoseconds.
+pub fn parse_timespec(v: &str) -> Option<u64> {
+    let (s, ns) = v
+        .trim()
+        .strip_prefix('(')?
+        .strip_suffix(')')?
+        .split_once(',')?;
+    let s: u64 = s.trim().parse().ok()?;
+    let ns: u64 = ns.trim().parse().ok()?;
+    s.checked_mul(1_000_000_000)?.checked_add(ns)
+}
+
+/// One registration of an epoll fd, from its fdinfo `tfd:` line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EpollEntry {
+    /// The fd number it was registered with.
+    pub tfd: i32,
+    pub events: u32,
+    pub data: u64,
+}
+
+/// Parses the value of a `tfd:` line:
+/// `3 events: 80000019 data: 1234567890  pos:0 ino:40e sdev:10`.
+pub fn parse_epoll_entry(v: &str) -> Option<EpollEntry> {
+    let mut words = v.split_whitespace();
+    let tfd = words.next()?.parse().ok()?;
+    let (mut events, mut data) = (None, None);
+    while let Some(w) = words.next() {
+        match w {
+            "events:" => events = u32::from_str_radix(words.next()?, 16).ok(),
+            "data:" => data = u64::from_str_radix(words.next()?, 16).ok(),
+            _ => {}
+        }
+    }
+    Some(EpollEntry {
+        tfd,
+        events: events?,
+        data: data?,
+    })
+}
+
 pub fn parse_fdinfo(text: &str) -> Result<FdInfo, String> {
     let mut info = FdInfo::default();
     let mut seen_flags = false;
@@ -232,6 +292,42 @@ VmFlags: mr mw me nr
         assert_eq!(info.flags & libc::O_CLOEXEC as u32, libc::O_CLOEXEC as u32);
         assert_eq!((info.mnt_id, info.ino), (25, 77));
         assert!(parse_fdinfo("pos: 1\n").is_err());
+    }
+
+    #[test]
+    fn parses_timerfd_and_epoll_fields() {
+        let info = parse_fdinfo(
+            "pos:\t0\nflags:\t02\nclockid: 1\nticks: 3\nsettime flags: 03\n\
+             it_value: (99, 901260789)\nit_interval: (0, 5000000)\n\
+             tfd:        3 events: 80000019 data:       1234567890  pos:0 ino:40e sdev:10\n\
+             tfd:       17 events: 40000000 data:                7  pos:0 ino:40e sdev:10\n",
+        )
+        .unwrap();
+        assert_eq!(info.field("clockid"), Some("1"));
+        assert_eq!(info.field("settime flags"), Some("03"));
+        assert_eq!(
+            info.field("it_value").and_then(parse_timespec),
+            Some(99_901_260_789)
+        );
+        assert_eq!(parse_timespec("(0, 5000000)"), Some(5_000_000));
+        assert_eq!(parse_timespec("0, 5"), None);
+        let entries: Vec<_> = info.fields("tfd").map(parse_epoll_entry).collect();
+        assert_eq!(
+            entries,
+            [
+                Some(EpollEntry {
+                    tfd: 3,
+                    events: 0x8000_0019,
+                    data: 0x12_3456_7890
+                }),
+                Some(EpollEntry {
+                    tfd: 17,
+                    events: 0x4000_0000,
+                    data: 7
+                })
+            ]
+        );
+        assert_eq!(parse_epoll_entry("3 events: 19"), None);
     }
 
     #[test]

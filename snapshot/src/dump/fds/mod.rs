@@ -16,14 +16,18 @@ use super::memory::file_ref;
 use super::DumpError;
 
 mod anon;
+mod epoll;
 mod file;
 mod inet;
+mod memfd;
 mod pipe;
 mod sock_diag;
 mod socket;
+mod timerfd;
 mod unix;
 
 pub use file::MAX_DELETED_FILE;
+pub use memfd::{dump_memfds, MAX_MEMFD_DATA};
 pub use socket::local_address;
 
 /// Character devices that are the same everywhere: mem class (1:x) null,
@@ -189,6 +193,7 @@ pub fn dump_fds(
             cloexec,
         });
     }
+    epoll::resolve_targets(pid, &mut files, &fds)?;
     Ok((files, fds))
 }
 
@@ -210,12 +215,10 @@ fn dump_file(
         })?
         .to_string_lossy()
         .into_owned();
-    if link == "anon_inode:[eventfd]" {
-        return anon::eventfd(info).map_err(|e| DumpError::Fd { pid, fd, reason: e });
-    }
     if let Some(kind) = link.strip_prefix("anon_inode:") {
         let kind = kind.trim_start_matches('[').trim_end_matches(']');
-        return Err(unsupported(kind.to_string()));
+        return anon::dump_anon(pid, fd, kind, info, pidfd)
+            .unwrap_or_else(|| Err(unsupported(kind.to_string())));
     }
     if let Some(ino) = link
         .strip_prefix("socket:[")
@@ -255,6 +258,11 @@ fn dump_file(
         let literal =
             fs::metadata(&link).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino());
         if !literal {
+            if memfd::memfd_name(&link).is_some() {
+                if let Some(kind) = memfd::memfd_fd(pid, fd, &link_path, &meta, info)? {
+                    return Ok(kind);
+                }
+            }
             if !meta.file_type().is_file() {
                 return Err(unsupported(format!("deleted file {link}")));
             }

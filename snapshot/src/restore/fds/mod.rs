@@ -10,12 +10,16 @@ use crate::sys::remote::{self, Remote, Scratch};
 use super::RestoreError;
 
 mod anon;
+mod epoll;
 mod file;
+mod memfd;
 mod pipe;
 mod socket;
+mod timerfd;
 mod unix;
 
 pub use file::ghost_path;
+pub use memfd::{create_memfds, Memfds};
 pub use socket::sockaddr;
 pub use unix::unix_sockaddr;
 
@@ -105,6 +109,7 @@ pub fn restore_fds(
     scratch: &mut Scratch,
     image: &Image,
     p: &ProcessImage,
+    memfds: &Memfds,
     tree: &mut TreeFiles,
     earlier: &[(i32, i32)],
 ) -> Result<(), RestoreError> {
@@ -178,7 +183,7 @@ pub fn restore_fds(
                 },
             },
             (FileKind::UnixSocket(s), None) => unix_socks.open(remote, scratch, image, s.inode)?,
-            (_, None) => open_file(remote, scratch, image, file, first)?,
+            (_, None) => open_file(remote, scratch, image, memfds, file, first)?,
         };
         // Keep the new description away from fd numbers still to be placed.
         let tmp = if tmp as i32 != first && targets.contains(&(tmp as i32)) {
@@ -229,6 +234,8 @@ pub fn restore_fds(
     for (_, fd) in pipe_ends {
         remote.syscall("close", libc::SYS_close, &[fd])?;
     }
+    // Second pass: epoll registrations need every fd they name.
+    epoll::register_all(remote, scratch, p)?;
     Ok(())
 }
 
@@ -236,6 +243,7 @@ fn open_file(
     remote: &mut dyn Remote,
     scratch: &mut Scratch,
     image: &Image,
+    memfds: &Memfds,
     file: &OpenFile,
     fd: i32,
 ) -> Result<u64, RestoreError> {
@@ -265,6 +273,19 @@ fn open_file(
             Ok(new)
         }
         FileKind::CharDevice { path, .. } => Ok(open(remote, scratch, path, flags)?),
+        FileKind::Memfd { inode, pos } => {
+            // A new open of the memfd: its own offset and flags, one content.
+            let obj = memfds.get(*inode).ok_or_else(|| {
+                fd_err(
+                    remote.pid(),
+                    fd,
+                    format!("memfd inode {inode} is not in the snapshot"),
+                )
+            })?;
+            let new = open(remote, scratch, &format!("/proc/self/fd/{obj}"), flags)?;
+            seek_to(remote, &format!("fd {fd}"), fd, new, *pos)?;
+            Ok(new)
+        }
         FileKind::Fifo { path } => {
             // Opening a FIFO blocks until the other end is opened, unless
             // non-blocking; the real flags are set after.
@@ -290,9 +311,10 @@ fn open_file(
             }
             file::restore_deleted(remote, scratch, fd, flags, path, *mode, *pos, &content)
         }
-        FileKind::EventFd { count, semaphore } => {
-            anon::eventfd(remote, scratch, fd, file.flags as i32, *count, *semaphore)
-        }
+        FileKind::EventFd { .. }
+        | FileKind::TimerFd { .. }
+        | FileKind::SignalFd { .. }
+        | FileKind::Epoll { .. } => anon::create(remote, scratch, fd, file),
         FileKind::Pipe { .. } => unreachable!("pipes are created by create_pipe"),
         FileKind::UnixSocket(_) => unreachable!("unix sockets are created by UnixSockets"),
     }

@@ -1,0 +1,55 @@
+//! Anonymous-inode fds and memory files across checkpoint/restore
+//! (`tests/programs/fd_*.c`): timerfd, signalfd, epoll, memfd.
+
+mod common;
+
+use std::thread::sleep;
+use std::time::Duration;
+
+use common::{roundtrip, Case, Trigger};
+
+/// epoll_wait, epoll_pwait, epoll_pwait2.
+const EPOLL_WAITS: &[i64] = &[232, 281, 441];
+
+/// timerfds: clocks, relative and absolute timers, owed ticks, and a
+/// periodic timer that keeps ticking. Two seconds pass between checkpoint
+/// and restore: a relative timer must not count them.
+#[test]
+fn timerfd_settings_and_ticks() {
+    let mut case = Case::start("fd_timerfd");
+    case.checkpoint_ok();
+    sleep(Duration::from_secs(2));
+    let pid = case.restore_ok();
+    case.trigger(pid, Trigger::Go);
+    case.expect_pass(pid);
+}
+
+/// signalfds: masks, flags, and pending signals read through them.
+#[test]
+fn signalfd_masks_and_pending_signals() {
+    roundtrip("fd_signalfd");
+}
+
+/// A process waiting in epoll_wait on an epoll that watches another epoll
+/// (pipe, eventfd, timerfd; edge-triggered, one-shot, exclusive; a
+/// registration whose fd was closed, one whose number now names another
+/// file) gets the right events after restore.
+#[test]
+fn epoll_registrations_and_wait() {
+    let mut case = Case::start("fd_epoll");
+    case.wait_in_syscall(case.pid, EPOLL_WAITS);
+    case.checkpoint_ok();
+    let pid = case.restore_ok();
+    case.wait_in_syscall(pid, EPOLL_WAITS);
+    case.trigger(pid, Trigger::Signal(libc::SIGUSR1));
+    case.expect_pass(pid);
+}
+
+/// memfds: name, content (with a hole), seals, mode, offsets, flags; a
+/// memfd with two opens and a shared mapping, one mapped shared and
+/// private with its fd closed, one write-sealed and mapped read-only: each
+/// is one object after restore.
+#[test]
+fn memfds_with_mappings_and_seals() {
+    roundtrip("fd_memfd");
+}

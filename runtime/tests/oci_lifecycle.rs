@@ -17,7 +17,10 @@ fn create_waits_until_start_then_runs_kill_and_delete() {
     assert_eq!(st["pid"], pid);
     assert_eq!(st["id"], b.id.as_str());
     assert_eq!(st["ociVersion"], "1.0.2");
-    assert_eq!(st["bundle"], b.dir().canonicalize().unwrap().to_str().unwrap());
+    assert_eq!(
+        st["bundle"],
+        b.dir().canonicalize().unwrap().to_str().unwrap()
+    );
     assert!(b.root().join(&b.id).join("exec.fifo").exists());
     // The program has not run yet.
     std::thread::sleep(std::time::Duration::from_millis(200));
@@ -25,7 +28,11 @@ fn create_waits_until_start_then_runs_kill_and_delete() {
 
     b.ok("start");
     let out = b.wait_out("ran as");
-    assert_eq!(out.trim(), "ran as 1", "the container's sh is pid 1 of its pid namespace");
+    assert_eq!(
+        out.trim(),
+        "ran as 1",
+        "the container's sh is pid 1 of its pid namespace"
+    );
     assert_eq!(b.status(), "running");
     assert!(!b.root().join(&b.id).join("exec.fifo").exists());
 
@@ -41,20 +48,36 @@ fn create_waits_until_start_then_runs_kill_and_delete() {
     assert_eq!(list[0]["status"], "running");
     let table = String::from_utf8(b.cmd(&["list"]).stdout).unwrap();
     assert!(table.starts_with("ID"), "{table}");
-    assert!(table.contains(&b.id) && table.contains("running"), "{table}");
+    assert!(
+        table.contains(&b.id) && table.contains("running"),
+        "{table}"
+    );
 
-    assert_fails(&b.cmd(&["start", &b.id]), &["cannot start an already running container"]);
+    assert_fails(
+        &b.cmd(&["start", &b.id]),
+        &["cannot start an already running container"],
+    );
     assert_fails(
         &b.cmd(&["delete", &b.id]),
-        &[&format!("cannot delete container {} that is not stopped: running", b.id)],
+        &[&format!(
+            "cannot delete container {} that is not stopped: running",
+            b.id
+        )],
     );
 
     let out = b.cmd(&["kill", &b.id, "KILL"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     b.wait_status("stopped");
     assert_eq!(b.state()["pid"], 0);
     assert_fails(&b.cmd(&["kill", &b.id, "9"]), &["container not running"]);
-    assert_fails(&b.cmd(&["start", &b.id]), &["cannot start a container that has stopped"]);
+    assert_fails(
+        &b.cmd(&["start", &b.id]),
+        &["cannot start a container that has stopped"],
+    );
 
     b.ok("delete");
     assert!(!b.root().join(&b.id).exists());
@@ -77,10 +100,15 @@ fn run_returns_the_exit_code_and_cleans_up() {
     let bundle = b.dir();
     let (bref, id) = (&b, b.id.clone());
     let code = std::thread::scope(|s| {
-        let h = s.spawn(move || bref.cmd_to_files(&["run", "--bundle", bundle.to_str().unwrap(), &id]));
+        let h =
+            s.spawn(move || bref.cmd_to_files(&["run", "--bundle", bundle.to_str().unwrap(), &id]));
         b.wait_out("up");
         let out = b.cmd(&["kill", &b.id, "KILL"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         h.join().unwrap().code()
     });
     assert_eq!(code, Some(128 + 9), "{}", b.err());
@@ -106,7 +134,11 @@ fn kill_all_reaches_every_process_and_takes_signal_names() {
     std::thread::sleep(std::time::Duration::from_millis(100));
     assert_eq!(b.status(), "running");
     let out = b.cmd(&["kill", "--all", &b.id, "KILL"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     b.wait_status("stopped");
     for p in pids {
         wait_for(&format!("pid {p} gone"), || {
@@ -133,7 +165,11 @@ fn delete_of_created_kills_it_and_force_deletes_running() {
     b.create();
     b.ok("start");
     let out = b.cmd(&["delete", "--force", &b.id]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!b.root().join(&b.id).exists());
 }
 
@@ -141,7 +177,11 @@ fn delete_of_created_kills_it_and_force_deletes_running() {
 fn pause_freezes_and_resume_thaws() {
     let b = Bundle::new(
         "pause",
-        &["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.01; done"],
+        &[
+            "sh",
+            "-c",
+            "i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.01; done",
+        ],
     );
     b.create();
     b.ok("start");
@@ -160,12 +200,18 @@ fn pause_freezes_and_resume_thaws() {
     assert_eq!(count(), frozen, "the counter moved while paused");
     b.ok("resume");
     assert_eq!(b.status(), "running");
-    wait_for("the counter to move again", || (count() > frozen + 2).then_some(()));
+    wait_for("the counter to move again", || {
+        (count() > frozen + 2).then_some(())
+    });
     assert_fails(&b.cmd(&["resume", &b.id]), &["not paused"]);
     // A paused container can still be force-deleted.
     b.ok("pause");
     let out = b.cmd(&["delete", "--force", &b.id]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -175,7 +221,10 @@ fn features_and_spec() {
     assert_eq!(f["ociVersionMin"], "1.0.0");
     let ns = f["linux"]["namespaces"].as_array().unwrap();
     assert!(ns.contains(&Value::from("pid")) && ns.contains(&Value::from("mount")));
-    assert!(f["linux"]["capabilities"].as_array().unwrap().contains(&Value::from("CAP_KILL")));
+    assert!(f["linux"]["capabilities"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from("CAP_KILL")));
     // spec refuses to overwrite a config.
     let out = b.cmd(&["spec", "--bundle", b.dir().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));

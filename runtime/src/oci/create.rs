@@ -4,10 +4,12 @@
 //! and records the state once the init waits on the fifo.
 
 use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
@@ -116,6 +118,11 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
     cgroup.create()?;
     guard.cgroup = Some(cgroup.clone());
 
+    // Opened here: a user namespace's root may not reach the state dir.
+    let fifo_fd = nix::fcntl::open(&fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| Error::sys(format!("open {}", fifo.display()), e))?;
+    // SAFETY: `open` just returned this fd, which nothing else owns.
+    let fifo_fd = unsafe { OwnedFd::from_raw_fd(fifo_fd) };
     let console: Option<UnixStream> = opts
         .console_socket
         .as_deref()
@@ -136,7 +143,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
             rootfs: &checked.rootfs,
             plan: &checked.plan,
             cgroup: &cgroup,
-            fifo: &fifo,
+            fifo: fifo_fd.as_raw_fd(),
             channel: child,
             console,
             no_pivot: opts.no_pivot,
@@ -146,6 +153,7 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
     }
     drop(child);
     drop(console);
+    drop(fifo_fd);
     guard.pid = pid;
     if checked.plan.new.contains(CloneFlags::CLONE_NEWUSER) {
         namespaces::write_id_maps(pid, &linux.uid_mappings, &linux.gid_mappings)?;

@@ -3,7 +3,7 @@
 //! attributes, reports `ready`, blocks on exec.fifo until `start`, and execs
 //! the container's program. Any error goes back to the runtime as `error MSG`.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
@@ -26,7 +26,8 @@ pub struct Context<'a> {
     pub rootfs: &'a Path,
     pub plan: &'a Plan,
     pub cgroup: &'a Cgroup,
-    pub fifo: &'a Path,
+    /// exec.fifo, opened O_PATH by the runtime.
+    pub fifo: RawFd,
     pub channel: Channel,
     pub console: Option<UnixStream>,
     pub no_pivot: bool,
@@ -88,10 +89,6 @@ fn setup(ctx: &mut Context) -> Result<std::convert::Infallible> {
     if let Some(d) = spec.domainname.as_deref().filter(|d| !d.is_empty()) {
         set_domainname(d)?;
     }
-
-    // Kept as O_PATH to reopen for writing after the root switch hides it.
-    let fifo_fd = open(ctx.fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| Error::sys(format!("open {}", ctx.fifo.display()), e))?;
 
     let in_userns = ctx.plan.has("user");
     rootfs::prepare(spec, ctx.rootfs)?;
@@ -160,7 +157,7 @@ fn setup(ctx: &mut Context) -> Result<std::convert::Infallible> {
     // The runtime may exit now: drop the death signal, then report.
     nix::sys::prctl::set_pdeathsig(None).map_err(sys("prctl PR_SET_PDEATHSIG"))?;
     ctx.channel.send("ready")?;
-    wait_for_start(fifo_fd)?;
+    wait_for_start(ctx.fifo)?;
     if let Some(h) = &spec.hooks {
         hooks::run_all("startContainer", &h.start_container, &state)?;
     }

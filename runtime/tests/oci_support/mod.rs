@@ -35,7 +35,11 @@ pub fn close_fds(cmd: &mut Command) -> &mut Command {
 /// A unique container id for this test process.
 pub fn unique_id(name: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    format!("{name}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Polls F until it returns Some, or panics after TIMEOUT naming WHAT.
@@ -88,9 +92,13 @@ impl Bundle {
         let bundle = tmp.path().join("bundle");
         fs::create_dir_all(bundle.join("rootfs")).unwrap();
         busybox_rootfs(&bundle.join("rootfs"));
-        let st = close_fds(Command::new(SNAPRUN).args(["spec", "--bundle"]).arg(&bundle))
-            .status()
-            .unwrap();
+        let st = close_fds(
+            Command::new(SNAPRUN)
+                .args(["spec", "--bundle"])
+                .arg(&bundle),
+        )
+        .status()
+        .unwrap();
         assert!(st.success(), "snaprun spec failed");
         let mut config: Value =
             serde_json::from_slice(&fs::read(bundle.join("config.json")).unwrap()).unwrap();
@@ -143,15 +151,26 @@ impl Bundle {
     /// commands that leave no process holding them).
     pub fn cmd(&self, args: &[&str]) -> Output {
         let mut c = Command::new(SNAPRUN);
-        c.arg("--root").arg(self.root()).args(args).stdin(Stdio::null());
+        c.arg("--root")
+            .arg(self.root())
+            .args(args)
+            .stdin(Stdio::null());
         close_fds(&mut c).output().unwrap()
     }
 
     /// `snaprun ARGS` with stdout and stderr appended to the out and err
     /// files (for create, run, exec: the container inherits them).
     pub fn cmd_to_files(&self, args: &[&str]) -> ExitStatus {
-        let out = File::options().create(true).append(true).open(self.out_path()).unwrap();
-        let err = File::options().create(true).append(true).open(self.err_path()).unwrap();
+        let out = File::options()
+            .create(true)
+            .append(true)
+            .open(self.out_path())
+            .unwrap();
+        let err = File::options()
+            .create(true)
+            .append(true)
+            .open(self.err_path())
+            .unwrap();
         let mut c = Command::new(SNAPRUN);
         c.arg("--root")
             .arg(self.root())
@@ -176,7 +195,11 @@ impl Bundle {
             &self.id,
         ]);
         assert!(st.success(), "create failed: {st}\n{}", self.err());
-        fs::read_to_string(pid_file).unwrap().trim().parse().unwrap()
+        fs::read_to_string(pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     /// Runs `snaprun CMD ID` and asserts it succeeded.

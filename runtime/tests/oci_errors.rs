@@ -13,7 +13,10 @@ use serde_json::json;
 fn create_fails(b: &Bundle, needles: &[&str]) {
     let out = b.cmd(&["create", "--bundle", b.dir().to_str().unwrap(), &b.id]);
     assert_fails(&out, needles);
-    assert!(!b.root().join(&b.id).exists(), "a failed create left its state dir");
+    assert!(
+        !b.root().join(&b.id).exists(),
+        "a failed create left its state dir"
+    );
 }
 
 fn bundle_with(f: impl FnOnce(&mut serde_json::Value)) -> Bundle {
@@ -47,7 +50,13 @@ fn bad_mount_type_is_named() {
 #[test]
 fn unknown_namespace_type_is_named() {
     let b = bundle_with(|c| c["linux"]["namespaces"][2] = json!({"type": "time-travel"}));
-    create_fails(&b, &["linux.namespaces[2].type", "unknown namespace type \"time-travel\""]);
+    create_fails(
+        &b,
+        &[
+            "linux.namespaces[2].type",
+            "unknown namespace type \"time-travel\"",
+        ],
+    );
 }
 
 #[test]
@@ -66,8 +75,14 @@ fn bad_json_gives_line_and_column() {
 #[test]
 fn other_bad_fields_are_named() {
     let cases: Vec<(Box<dyn FnOnce(&mut serde_json::Value)>, &[&str])> = vec![
-        (Box::new(|c| c["process"]["args"] = json!([])), &["process.args", "must not be empty"]),
-        (Box::new(|c| c["process"]["cwd"] = "rel".into()), &["process.cwd"]),
+        (
+            Box::new(|c| c["process"]["args"] = json!([])),
+            &["process.args", "must not be empty"],
+        ),
+        (
+            Box::new(|c| c["process"]["cwd"] = "rel".into()),
+            &["process.cwd"],
+        ),
         (
             Box::new(|c| c["process"]["capabilities"]["bounding"][1] = "CAP_NOPE".into()),
             &["process.capabilities.bounding[1]", "CAP_NOPE"],
@@ -76,7 +91,10 @@ fn other_bad_fields_are_named() {
             Box::new(|c| c["process"]["rlimits"][0]["type"] = "RLIMIT_NOPE".into()),
             &["process.rlimits[0].type"],
         ),
-        (Box::new(|c| c["ociVersion"] = "2.0.0".into()), &["ociVersion"]),
+        (
+            Box::new(|c| c["ociVersion"] = "2.0.0".into()),
+            &["ociVersion"],
+        ),
         (
             Box::new(|c| {
                 c["linux"]["namespaces"] = json!([{"type": "mount"}]);
@@ -87,7 +105,10 @@ fn other_bad_fields_are_named() {
             Box::new(|c| c["hooks"] = json!({"poststop": [{"path": "rel/hook"}]})),
             &["hooks.poststop[0].path"],
         ),
-        (Box::new(|c| c["process"]["terminal"] = true.into()), &["process.terminal", "--console-socket"]),
+        (
+            Box::new(|c| c["process"]["terminal"] = true.into()),
+            &["process.terminal", "--console-socket"],
+        ),
     ];
     for (edit, needles) in cases {
         let b = bundle_with(edit);
@@ -99,7 +120,10 @@ fn other_bad_fields_are_named() {
 fn a_missing_executable_fails_create() {
     let b = Bundle::new("noexe", &["no-such-program"]);
     b.write_config();
-    create_fails(&b, &["executable file not found in $PATH", "no-such-program"]);
+    create_fails(
+        &b,
+        &["executable file not found in $PATH", "no-such-program"],
+    );
 }
 
 #[test]
@@ -118,18 +142,27 @@ fn ids_and_unknown_containers() {
     let out = b.cmd(&["create", "--bundle", b.dir().to_str().unwrap(), "a/b"]);
     assert_fails(&out, &["invalid container id format"]);
     for verb in ["state", "start", "kill", "delete", "pause", "resume", "ps"] {
-        assert_fails(&b.cmd(&[verb, "nosuch"]), &["container does not exist: nosuch"]);
+        assert_fails(
+            &b.cmd(&[verb, "nosuch"]),
+            &["container does not exist: nosuch"],
+        );
     }
     b.create();
     let out = b.cmd(&["create", "--bundle", b.dir().to_str().unwrap(), &b.id]);
     assert_fails(&out, &[&format!("container with id exists: {}", b.id)]);
-    assert_fails(&b.cmd(&["exec", &b.id, "true"]), &["cannot exec in a created container"]);
+    assert_fails(
+        &b.cmd(&["exec", &b.id, "true"]),
+        &["cannot exec in a created container"],
+    );
 }
 
 #[test]
 fn container_checkpoint_is_not_implemented_yet() {
     let b = Bundle::new("ckpt", &["true"]);
-    assert_fails(&b.cmd(&["checkpoint", "some-container"]), &["not implemented yet"]);
+    assert_fails(
+        &b.cmd(&["checkpoint", "some-container"]),
+        &["not implemented yet"],
+    );
     assert_fails(
         &b.cmd(&["restore", "--bundle", "/tmp", "some-container"]),
         &["not implemented yet"],
@@ -154,6 +187,9 @@ fn the_json_log_holds_the_error_for_containerd() {
     let text = fs::read_to_string(&log).unwrap();
     let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(last["level"], "error");
-    assert!(last["msg"].as_str().unwrap().contains("root.path"), "{text}");
+    assert!(
+        last["msg"].as_str().unwrap().contains("root.path"),
+        "{text}"
+    );
     assert!(last["time"].as_str().unwrap().ends_with('Z'), "{text}");
 }

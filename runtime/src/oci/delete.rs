@@ -16,7 +16,17 @@ use super::kill::signal;
 use super::state::{Container, Status};
 
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
-    let c = Container::load(root, id)?;
+    let c = match Container::load(root, id) {
+        // runc: --force on a container that is gone (or half made) succeeds.
+        Err(Error::NotFound(_)) if force => {
+            let dir = root.join(id);
+            if dir.exists() {
+                fs::remove_dir_all(&dir).map_err(|e| Error::io("remove the state dir", &dir, e))?;
+            }
+            return Ok(());
+        }
+        r => r?,
+    };
     match c.status() {
         Status::Stopped => {}
         Status::Created => kill_all(&c)?,

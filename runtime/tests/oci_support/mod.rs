@@ -5,6 +5,8 @@
 // Each test binary uses a different part of the harness.
 #![allow(dead_code)]
 
+pub mod containerd;
+
 use std::fs::{self, File};
 use std::os::unix::fs::symlink;
 use std::os::unix::process::CommandExt;

@@ -72,9 +72,12 @@ fn bad_json_gives_line_and_column() {
     create_fails(&b, &["process.user.uid", "invalid type"]);
 }
 
+/// An edit of a config.
+type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
+
 #[test]
 fn other_bad_fields_are_named() {
-    let cases: Vec<(Box<dyn FnOnce(&mut serde_json::Value)>, &[&str])> = vec![
+    let cases: Vec<(Edit, &[&str])> = vec![
         (
             Box::new(|c| c["process"]["args"] = json!([])),
             &["process.args", "must not be empty"],

@@ -22,6 +22,11 @@ REPO=$(pwd)
 #   bc                     scripts/bench-engine.sh arithmetic
 #   curl, ca-certificates  the demo's HTTP client; TLS roots
 #   (the linter) shellcheck: lints scripts/ in scripts/test.sh
+#   busybox-static         the OCI tests' container rootfs (runtime/tests/oci_*)
+#   containerd             containerd 1.6, its runc shim and ctr, for the OCI
+#                          tests (started privately by the test harness; the
+#                          package's own service is not used)
+#   runc                   what the containerd package expects beside its shim
 APT_PACKAGES=(
     bc
     build-essential
@@ -32,6 +37,9 @@ APT_PACKAGES=(
     curl
     ca-certificates
     shellcheck
+    busybox-static
+    containerd
+    runc
 )
 # ---------------------------------------------------------------------------
 

@@ -1,0 +1,32 @@
+//! snaprun as an OCI runtime (runtime-spec 1.x, runc's command line): one
+//! module per verb (`create`, `start`, `kill`, `delete`, `exec`, `pause`,
+//! `ps`, `features`) and per concern of container setup (`namespaces`,
+//! `rootfs`, `mounts`, `cgroups`, `caps`, `process`, `console`, `hooks`).
+//! See docs/oci.md.
+
+pub mod caps;
+pub mod cgroups;
+pub mod console;
+pub mod create;
+pub mod delete;
+pub mod error;
+pub mod exec;
+pub mod features;
+pub mod hooks;
+mod init;
+pub mod kill;
+pub mod mounts;
+pub mod namespaces;
+pub mod pause;
+pub mod proc;
+pub mod process;
+pub mod ps;
+pub mod rootfs;
+pub mod signal;
+pub mod spec;
+pub mod start;
+pub mod state;
+mod sync;
+pub mod validate;
+
+pub use error::{Error, Result};

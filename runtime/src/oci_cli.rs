@@ -1,0 +1,281 @@
+//! The runc-compatible verbs of the command line: arguments and how each
+//! drives the library (`snaprun_runtime::oci`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use snaprun_runtime::oci::{
+    self, create::CreateOptions, exec::ExecOptions, spec::Process, state::Container,
+};
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// The bundle directory (holding config.json).
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Write the init's pid to this file.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// A unix socket to send the pty master to (process.terminal).
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Move the rootfs over / and chroot instead of pivot_root.
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// Accepted for runc compatibility; the session keyring is left alone.
+    #[arg(long)]
+    pub no_new_keyring: bool,
+    /// Extra fds (from 3 on) passed to the container.
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+    pub id: String,
+}
+
+impl CreateArgs {
+    fn options(&self) -> CreateOptions {
+        CreateOptions {
+            bundle: self.bundle.clone(),
+            pid_file: self.pid_file.clone(),
+            console_socket: self.console_socket.clone(),
+            no_pivot: self.no_pivot,
+            preserve_fds: self.preserve_fds,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub create: CreateArgs,
+    /// Return once the container started (do not wait for it).
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Keep the container's state after it exits (no delete).
+    #[arg(long)]
+    pub keep: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Args)]
+pub struct ExecArgs {
+    /// A runtime-spec process JSON file (its args, env, cwd, user...).
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+    #[arg(short, long)]
+    pub detach: bool,
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Allocate a pty (needs --console-socket).
+    #[arg(short, long)]
+    pub tty: bool,
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// NAME=VALUE added to the environment.
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// UID[:GID].
+    #[arg(short, long)]
+    pub user: Option<String>,
+    #[arg(short = 'g', long)]
+    pub additional_gids: Vec<u32>,
+    #[arg(long)]
+    pub no_new_privs: bool,
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+    pub id: String,
+    /// The command and its arguments (without --process).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+pub fn create(root: &Path, a: &CreateArgs) -> anyhow::Result<()> {
+    oci::create::create(root, &a.id, &a.options())?;
+    Ok(())
+}
+
+/// Blocks the signals `run`/`exec` forward (after the container's processes
+/// are forked, so they do not inherit the mask).
+fn forwarded_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+        Signal::SIGCHLD,
+    ] {
+        set.add(s);
+    }
+    set
+}
+
+/// Waits for PID (our child), forwarding signals to it; its exit code.
+fn wait_forwarding(pid: i32) -> anyhow::Result<i32> {
+    let set = forwarded_signals();
+    set.thread_block().context("block signals")?;
+    loop {
+        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, c)) => return Ok(c),
+            Ok(WaitStatus::Signaled(_, s, _)) => return Ok(128 + s as i32),
+            Ok(_) => {}
+            Err(e) => bail!("wait for pid {pid}: {e}"),
+        }
+        let sig = set.wait().context("wait for a signal")?;
+        if sig != Signal::SIGCHLD {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
+        }
+    }
+}
+
+pub fn run(root: &Path, a: &RunArgs) -> anyhow::Result<i32> {
+    let created = oci::create::create(root, &a.create.id, &a.create.options())?;
+    if let Err(e) = oci::start::start(root, &a.create.id) {
+        let _ = oci::delete::delete(root, &a.create.id, true);
+        return Err(e.into());
+    }
+    if a.detach {
+        return Ok(0);
+    }
+    let code = wait_forwarding(created.pid)?;
+    if !a.keep {
+        let c = Container::load(root, &a.create.id)?;
+        oci::delete::kill_all(&c)?;
+        oci::delete::destroy(&c)?;
+    }
+    Ok(code)
+}
+
+pub fn state(root: &Path, id: &str) -> anyhow::Result<()> {
+    let c = Container::load(root, id)?;
+    println!("{}", serde_json::to_string_pretty(&c.oci_state())?);
+    Ok(())
+}
+
+pub fn list(root: &Path, format: ListFormat, quiet: bool) -> anyhow::Result<()> {
+    let all = oci::state::list(root)?;
+    if quiet {
+        for c in &all {
+            println!("{}", c.id());
+        }
+        return Ok(());
+    }
+    let states: Vec<_> = all.iter().map(Container::oci_state).collect();
+    match format {
+        ListFormat::Json => println!("{}", serde_json::to_string(&states)?),
+        ListFormat::Table => {
+            let mut rows =
+                vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from)];
+            for s in &states {
+                rows.push([
+                    s.id.clone(),
+                    s.pid.to_string(),
+                    s.status.to_string(),
+                    s.bundle.display().to_string(),
+                    s.created.clone(),
+                    s.owner.clone(),
+                ]);
+            }
+            let widths: Vec<usize> = (0..6)
+                .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+                .collect();
+            for r in rows {
+                let cells: Vec<String> = r
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+                    .collect();
+                println!("{}", cells.join("   ").trim_end());
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn ps(root: &Path, id: &str, format: ListFormat) -> anyhow::Result<()> {
+    let pids = oci::ps::pids(root, id)?;
+    match format {
+        ListFormat::Json => println!("{}", serde_json::to_string(&pids)?),
+        ListFormat::Table => print!("{}", oci::ps::table(&pids)),
+    }
+    Ok(())
+}
+
+pub fn spec(bundle: &Path) -> anyhow::Result<()> {
+    let path = bundle.join("config.json");
+    if path.exists() {
+        bail!("File {} exists. Remove it first", path.display());
+    }
+    let text = serde_json::to_string_pretty(&oci::spec::default_spec())?;
+    std::fs::write(&path, text + "\n").with_context(|| format!("write {}", path.display()))?;
+    Ok(())
+}
+
+fn parse_user(s: &str) -> anyhow::Result<(u32, Option<u32>)> {
+    let (u, g) = match s.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (s, None),
+    };
+    let uid = u
+        .parse()
+        .with_context(|| format!("--user {s:?}: uid must be a number"))?;
+    let gid = g
+        .map(|g| {
+            g.parse()
+                .with_context(|| format!("--user {s:?}: gid must be a number"))
+        })
+        .transpose()?;
+    Ok((uid, gid))
+}
+
+pub fn exec(root: &Path, a: &ExecArgs) -> anyhow::Result<i32> {
+    let p: Process = match &a.process {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+            oci::spec::parse(&bytes, path)?
+        }
+        None => {
+            if a.command.is_empty() {
+                bail!("exec needs a command (or --process)");
+            }
+            let mut p = oci::exec::template(root, &a.id)?;
+            p.args = a.command.clone();
+            p.terminal = a.tty;
+            p.env.extend(a.env.iter().cloned());
+            if let Some(cwd) = &a.cwd {
+                p.cwd = cwd.clone();
+            }
+            if let Some(u) = &a.user {
+                let (uid, gid) = parse_user(u)?;
+                p.user.uid = uid;
+                p.user.gid = gid.unwrap_or(p.user.gid);
+            }
+            if !a.additional_gids.is_empty() {
+                p.user.additional_gids = a.additional_gids.clone();
+            }
+            p.no_new_privileges |= a.no_new_privs;
+            p
+        }
+    };
+    let opts = ExecOptions {
+        detach: a.detach,
+        pid_file: a.pid_file.clone(),
+        console_socket: a.console_socket.clone(),
+        preserve_fds: a.preserve_fds,
+    };
+    let done = oci::exec::exec(root, &a.id, &p, &opts)?;
+    Ok(done.exit_code.unwrap_or(0))
+}

@@ -184,3 +184,28 @@ fn unix_socket_path_taken_by_a_file_fails_restore() {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "not a socket");
     case.assert_nothing_left("after a failed restore");
 }
+
+/// Restoring while the source still runs (`--leave-running`) fails at the
+/// unix listener's path, which is still in use, naming it; the source's
+/// socket file is left alone and the source passes.
+#[test]
+fn unix_socket_path_in_use_fails_restore() {
+    let mut case = Case::start("sock_unix");
+    let out = case.checkpoint(&["--leave-running"]);
+    case.assert_ok("snaprun checkpoint --leave-running", &out);
+    let out = case.restore(&[]);
+    let text = show_output("snaprun restore", &out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let path = case.workdir().join("srv.sock");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{} is the socket file of socket:[",
+            path.display()
+        )) && stderr.contains("still open"),
+        "{text}"
+    );
+    case.go();
+    case.expect_pass(case.pid);
+    case.assert_nothing_left("after a failed restore");
+}

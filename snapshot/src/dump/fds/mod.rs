@@ -19,7 +19,6 @@ mod anon;
 mod file;
 mod inet;
 mod pipe;
-mod sock_diag;
 mod socket;
 mod unix;
 

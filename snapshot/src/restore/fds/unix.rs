@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use crate::hex;
 use crate::image::{FileKind, Image, ProcessImage, UnixName, UnixSocket, UnixState, UnixType};
 use crate::sys::remote::{Remote, Scratch};
+use crate::sys::sock_diag;
 
 use super::super::RestoreError;
 use super::socket::{apply_options, set_flags, setsockopt_int, with_address};
@@ -390,8 +391,9 @@ fn socketpair(
 }
 
 /// Binds `fd` to `name`. A path's stale socket file (left by the
-/// checkpointed process) is removed first; a file of another type there is
-/// an error. The new file gets the recorded mode and owner.
+/// checkpointed process) is removed first; a file of another type there,
+/// or the file of a socket still open, is an error. The new file gets the
+/// recorded mode and owner.
 fn bind_name(
     remote: &mut dyn Remote,
     scratch: &mut Scratch,
@@ -424,6 +426,22 @@ fn bind_name(
                 return Err(state_err(
                     pid,
                     format!("{what}: {path} exists and is not a socket"),
+                ));
+            }
+            let mut dev_ino = [0u8; 16];
+            remote.read_mem(st, &mut dev_ino)?;
+            let dev = u64::from_ne_bytes(dev_ino[0..8].try_into().expect("8 bytes"));
+            let ino = u64::from_ne_bytes(dev_ino[8..16].try_into().expect("8 bytes"));
+            if let Some(live) =
+                live_socket(dev, ino).map_err(|e| state_err(pid, format!("{what}: {e}")))?
+            {
+                scratch.reset();
+                return Err(state_err(
+                    pid,
+                    format!(
+                        "{what}: {path} is the socket file of socket:[{live}], which is still open \
+                         (is the checkpointed process, or another restore of it, still running?)"
+                    ),
                 ));
             }
             remote.syscall(
@@ -467,6 +485,15 @@ fn bind_name(
         r?;
     }
     Ok(())
+}
+
+/// The inode of an open unix socket bound to the file (`dev`, `ino`), if
+/// there is one in snaprun's network namespace.
+fn live_socket(dev: u64, ino: u64) -> Result<Option<u32>, String> {
+    Ok(sock_diag::all_unix_sockets()?
+        .iter()
+        .find(|d| d.bound_to(dev, ino))
+        .map(|d| d.inode))
 }
 
 /// Sends `to`'s queued bytes or datagrams from `from`, its peer. The

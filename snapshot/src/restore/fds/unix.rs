@@ -6,7 +6,7 @@
 //! other end of a pipe. Queued bytes and datagrams are sent again from the
 //! peer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::image::{FileKind, Image, ProcessImage, UnixName, UnixSocket, UnixState, UnixType};
 use crate::sys::remote::{Remote, Scratch};
@@ -29,6 +29,9 @@ pub(super) struct UnixSockets<'a> {
     pending: HashMap<u64, u64>,
     /// Sockets already at their fd numbers.
     placed: HashMap<u64, u64>,
+    /// Sockets being made (a socket connected one way makes its peer
+    /// first).
+    creating: HashSet<u64>,
     /// The lowest fd number above every fd to be placed.
     high: i32,
 }
@@ -67,6 +70,7 @@ impl<'a> UnixSockets<'a> {
             fds,
             pending: HashMap::new(),
             placed: HashMap::new(),
+            creating: HashSet::new(),
             high,
         }
     }
@@ -138,14 +142,11 @@ impl<'a> UnixSockets<'a> {
         Ok(moved)
     }
 
-    fn get(&self, inode: u64) -> Result<(&'a UnixSocket, i32), RestoreError> {
+    fn get(&self, pid: i32, inode: u64) -> Result<(&'a UnixSocket, i32), RestoreError> {
         self.socks
             .get(&inode)
             .copied()
-            .ok_or_else(|| RestoreError::State {
-                pid: 0,
-                reason: format!("the image has no unix socket:[{inode}]"),
-            })
+            .ok_or_else(|| state_err(pid, format!("the image has no unix socket:[{inode}]")))
     }
 
     fn create(
@@ -155,10 +156,43 @@ impl<'a> UnixSockets<'a> {
         image: &Image,
         inode: u64,
     ) -> Result<u64, RestoreError> {
-        let (s, flags) = self.get(inode)?;
+        let (s, flags) = self.get(remote.pid(), inode)?;
         let what = self.label(s);
+        if !self.creating.insert(inode) {
+            return Err(state_err(
+                remote.pid(),
+                format!("{what}: datagram sockets connected one way in a circle are not supported"),
+            ));
+        }
+        let fd = self.create_inner(remote, scratch, image, s, &what);
+        self.creating.remove(&inode);
+        let fd = fd?;
+        set_flags(remote, &what, fd, flags)?;
+        Ok(fd)
+    }
+
+    fn create_inner(
+        &mut self,
+        remote: &mut dyn Remote,
+        scratch: &mut Scratch,
+        image: &Image,
+        s: &'a UnixSocket,
+        what: &str,
+    ) -> Result<u64, RestoreError> {
         let peer = s.peer.and_then(|p| self.socks.get(&p).copied());
         let fd = match (s.state, peer) {
+            (UnixState::Connected, Some((ps, _))) if ps.inode == s.inode => {
+                // A datagram socket connected to itself.
+                let fd = self.single(remote, scratch, s)?;
+                let name = s.name.as_ref().ok_or_else(|| {
+                    state_err(
+                        remote.pid(),
+                        format!("{what}: connected to itself without a name"),
+                    )
+                })?;
+                self.connect(remote, scratch, what, fd, name)?;
+                fd
+            }
             (UnixState::Connected, Some((ps, pflags))) if ps.peer == Some(s.inode) => {
                 let (mine, theirs) = self.pair(remote, scratch, image, s, ps)?;
                 set_flags(remote, &self.label(ps), theirs, pflags)?;
@@ -171,24 +205,33 @@ impl<'a> UnixSockets<'a> {
                 // of the process.
                 let fd = self.single(remote, scratch, s)?;
                 self.fd_of(remote, scratch, image, ps.inode)?;
-                let name = ps.name.as_ref().expect("checked at checkpoint");
-                self.connect(remote, scratch, &what, fd, name)?;
+                let name = ps.name.as_ref().ok_or_else(|| {
+                    state_err(
+                        remote.pid(),
+                        format!(
+                            "{what}: its peer socket:[{}] has no name to connect to",
+                            ps.inode
+                        ),
+                    )
+                })?;
+                self.connect(remote, scratch, what, fd, name)?;
                 fd
             }
             (UnixState::Connected, None) if s.peer.is_some() => {
                 // Connected to a named datagram socket outside the process.
                 let fd = self.single(remote, scratch, s)?;
-                let name = s.peer_name.as_ref().ok_or_else(|| RestoreError::State {
-                    pid: remote.pid(),
-                    reason: format!("{what}: its peer has no name to connect to"),
+                let name = s.peer_name.as_ref().ok_or_else(|| {
+                    state_err(
+                        remote.pid(),
+                        format!("{what}: its peer has no name to connect to"),
+                    )
                 })?;
-                self.connect(remote, scratch, &what, fd, name)?;
+                self.connect(remote, scratch, what, fd, name)?;
                 fd
             }
             (UnixState::Connected, None) => self.orphan(remote, scratch, image, s)?,
             _ => self.single(remote, scratch, s)?,
         };
-        set_flags(remote, &what, fd, flags)?;
         Ok(fd)
     }
 

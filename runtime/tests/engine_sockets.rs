@@ -157,6 +157,25 @@ fn unix_sockets() {
     roundtrip("sock_unix");
 }
 
+/// One image restored twice, one after the other: the first restore's
+/// socket files are stale by then and make way, TCP ports are free again.
+#[test]
+fn sockets_restore_twice_from_one_image() {
+    for name in ["sock_unix", "sock_tcp_close"] {
+        let mut case = Case::start(name);
+        let out = case.checkpoint(&["--tcp-close"]);
+        case.assert_ok("snaprun checkpoint --tcp-close", &out);
+        case.reap_source_killed();
+        for _ in 0..2 {
+            let pid = case.restore_ok();
+            case.go();
+            case.expect_pass(pid);
+            case.wait_pid_gone(pid);
+            case.reset();
+        }
+    }
+}
+
 /// A datagram socket connected to a named socket of another process (like
 /// a syslog client) is connected to that name again.
 #[test]

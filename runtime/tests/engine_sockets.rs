@@ -157,6 +157,25 @@ fn unix_sockets() {
     roundtrip("sock_unix");
 }
 
+/// One image restored twice, one after the other: the first restore's
+/// socket files are stale by then and make way, TCP ports are free again.
+#[test]
+fn sockets_restore_twice_from_one_image() {
+    for name in ["sock_unix", "sock_tcp_close"] {
+        let mut case = Case::start(name);
+        let out = case.checkpoint(&["--tcp-close"]);
+        case.assert_ok("snaprun checkpoint --tcp-close", &out);
+        case.reap_source_killed();
+        for _ in 0..2 {
+            let pid = case.restore_ok();
+            case.go();
+            case.expect_pass(pid);
+            case.wait_pid_gone(pid);
+            case.reset();
+        }
+    }
+}
+
 /// A datagram socket connected to a named socket of another process (like
 /// a syslog client) is connected to that name again.
 #[test]
@@ -182,5 +201,30 @@ fn unix_socket_path_taken_by_a_file_fails_restore() {
         "{text}"
     );
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "not a socket");
+    case.assert_nothing_left("after a failed restore");
+}
+
+/// Restoring while the source still runs (`--leave-running`) fails at the
+/// unix listener's path, which is still in use, naming it; the source's
+/// socket file is left alone and the source passes.
+#[test]
+fn unix_socket_path_in_use_fails_restore() {
+    let mut case = Case::start("sock_unix");
+    let out = case.checkpoint(&["--leave-running"]);
+    case.assert_ok("snaprun checkpoint --leave-running", &out);
+    let out = case.restore(&[]);
+    let text = show_output("snaprun restore", &out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let path = case.workdir().join("srv.sock");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{} is the socket file of socket:[",
+            path.display()
+        )) && stderr.contains("still open"),
+        "{text}"
+    );
+    case.go();
+    case.expect_pass(case.pid);
     case.assert_nothing_left("after a failed restore");
 }

@@ -12,12 +12,26 @@
  * port, uc and ub6 exchange datagrams with the right source addresses. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include "common.h"
+
+/* The number of open fds (restore must not leave extra ones behind). */
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	CHECK(d != NULL, "opendir: %s", strerror(errno));
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
 
 static int opt(int fd, int level, int name)
 {
@@ -151,8 +165,12 @@ int main(int argc, char **argv)
 		fdf[i] = fcntl(all[i], F_GETFD);
 	}
 
+	int nfds = count_fds();
+
 	signal_ready();
 	wait_go();
+
+	CHECK(count_fds() == nfds, "%d fds open, there were %d", count_fds(), nfds);
 
 	for (i = 0; i < 7; i++) {
 		CHECK(fcntl(all[i], F_GETFL) == fl[i], "socket %d: F_GETFL %o, was %o", i, fcntl(all[i], F_GETFL), fl[i]);

@@ -14,12 +14,26 @@
  * fd 44. fd 48 reads as reset in both modes. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 
 #include "common.h"
+
+/* The number of open fds (restore must not leave extra ones behind). */
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	CHECK(d != NULL, "opendir: %s", strerror(errno));
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
 
 static int to(int s, int fd)
 {
@@ -130,8 +144,12 @@ int main(int argc, char **argv)
 	p6 = port_of(l6);
 	fl = fcntl(a4, F_GETFL);
 
+	int nfds = count_fds();
+
 	signal_ready();
 	wait_go();
+
+	CHECK(count_fds() == nfds, "%d fds open, there were %d", count_fds(), nfds);
 
 	CHECK(fcntl(a4, F_GETFL) == fl, "accepted socket F_GETFL %o, was %o", fcntl(a4, F_GETFL), fl);
 	CHECK(port_of(l4) == p4 && port_of(l6) == p6, "a listener moved");

@@ -10,16 +10,30 @@
  *          queued to aa
  *   o0     a stream socket whose peer was closed after writing "last words"
  *   ds     datagram socket bound to WORKDIR/dgram.sock; dc connected to it
- * After restore every queue holds the same bytes with the same message
+ * After restore no other fd is open, every queue holds the same bytes with the same message
  * boundaries, names, peers, modes, options and flags are the same, and
  * everything still works. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <stddef.h>
 #include <sys/un.h>
 
 #include "common.h"
+
+/* The number of open fds (restore must not leave extra ones behind). */
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	CHECK(d != NULL, "opendir: %s", strerror(errno));
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
 
 static int opt(int fd, int level, int name)
 {
@@ -162,8 +176,12 @@ int main(int argc, char **argv)
 	CHECK(ds >= 0 && bind(ds, (struct sockaddr *)&dgn.sun, dgn.len) == 0, "bind dgram: %s", strerror(errno));
 	int dc = connect_to(dgn, SOCK_DGRAM);
 
+	int nfds = count_fds();
+
 	signal_ready();
 	wait_go();
+
+	CHECK(count_fds() == nfds, "%d fds open, there were %d", count_fds(), nfds);
 
 	/* Socketpairs: queues, options, flags. */
 	expect_msg(s[1], big, sizeof(big), "stream queue to s1");

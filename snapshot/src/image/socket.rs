@@ -111,7 +111,8 @@ pub struct InetSocket {
     pub family: i32,
     pub protocol: InetProtocol,
     pub state: InetState,
-    /// The bound address; absent when unbound.
+    /// The bound address; absent when unbound. For a closed connection,
+    /// the address it had (informative: it is not bound again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local: Option<InetAddr>,
     /// The connected UDP peer; for a closed TCP connection, the peer it

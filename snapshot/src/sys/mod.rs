@@ -9,6 +9,7 @@ pub mod mem;
 pub mod proc;
 pub mod ptrace;
 pub mod remote;
+pub mod sock_diag;
 
 use std::io;
 

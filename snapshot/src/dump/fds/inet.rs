@@ -151,11 +151,7 @@ pub(super) fn dump_tcp(
         family,
         protocol: InetProtocol::Tcp,
         state,
-        local: if state == InetState::Closed {
-            None
-        } else {
-            local
-        },
+        local,
         peer,
         backlog,
         options: changed_options(sock, &fresh, skip),

@@ -21,7 +21,6 @@ mod file;
 mod inet;
 mod memfd;
 mod pipe;
-mod sock_diag;
 mod socket;
 mod timerfd;
 mod unix;

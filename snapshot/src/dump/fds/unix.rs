@@ -8,9 +8,9 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use crate::hex;
 use crate::image::{Fd, FileKind, OpenFile, SocketFile, UnixName, UnixSocket, UnixState, UnixType};
+use crate::sys::sock_diag;
 
 use super::super::DumpError;
-use super::sock_diag;
 use super::socket::{changed_options, fresh_socket, getsockopt_int, raw_address, SocketCtx};
 
 /// `tcp_states.h`: the state sock_diag reports for a listener.
@@ -235,9 +235,9 @@ pub(super) fn dump_unix(
     // socket's.
     let mut file = None;
     if let (Some(UnixName::Path(path)), UnixState::Bound | UnixState::Listening) = (&name, state) {
-        let meta = std::fs::symlink_metadata(path).ok().filter(|m| {
-            m.file_type().is_socket() && d.vfs.is_some_and(|(ino, _)| m.ino() as u32 == ino)
-        });
+        let meta = std::fs::symlink_metadata(path)
+            .ok()
+            .filter(|m| m.file_type().is_socket() && d.bound_to(m.dev(), m.ino()));
         let Some(meta) = meta else {
             return Err(ctx.unsupported(format!(
                 "unix socket bound to {path} whose socket file was removed or replaced"

@@ -17,11 +17,12 @@ mod pipe;
 mod socket;
 mod timerfd;
 mod unix;
+mod unix_name;
 
 pub use file::ghost_path;
 pub use memfd::{create_memfds, Memfds};
 pub use socket::sockaddr;
-pub use unix::unix_sockaddr;
+pub use unix_name::unix_sockaddr;
 
 /// `f_flags` that can be given back to `open`; the others (O_CREAT,
 /// O_TRUNC, O_EXCL, O_NOCTTY) only mattered when the file was first

@@ -6,21 +6,18 @@
 //! other end of a pipe. Queued bytes and datagrams are sent again from the
 //! peer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use crate::hex;
 use crate::image::{FileKind, Image, ProcessImage, UnixName, UnixSocket, UnixState, UnixType};
 use crate::sys::remote::{Remote, Scratch};
 
 use super::super::RestoreError;
 use super::socket::{apply_options, set_flags, setsockopt_int, with_address};
 use super::state_err;
+use super::unix_name::{bind_name, unix_sockaddr};
 
 /// The longest message that fits the scratch area in one piece.
 const MAX_MESSAGE: usize = 240 * 1024;
-/// `S_IFMT`/`S_IFSOCK` and the offset of `st_mode` in x86-64 `struct stat`.
-const STAT_MODE_OFFSET: usize = 24;
-const STAT_SIZE: usize = 144;
 
 /// The unix sockets of one process while its fds are restored.
 pub(super) struct UnixSockets<'a> {
@@ -32,6 +29,9 @@ pub(super) struct UnixSockets<'a> {
     pending: HashMap<u64, u64>,
     /// Sockets already at their fd numbers.
     placed: HashMap<u64, u64>,
+    /// Sockets being made (a socket connected one way makes its peer
+    /// first).
+    creating: HashSet<u64>,
     /// The lowest fd number above every fd to be placed.
     high: i32,
 }
@@ -42,25 +42,6 @@ fn sock_type(t: UnixType) -> i32 {
         UnixType::Dgram => libc::SOCK_DGRAM,
         UnixType::Seqpacket => libc::SOCK_SEQPACKET,
     }
-}
-
-/// `sockaddr_un` bytes for a name.
-pub fn unix_sockaddr(name: &UnixName) -> Result<Vec<u8>, String> {
-    let mut b = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
-    match name {
-        UnixName::Path(p) => {
-            b.extend_from_slice(p.as_bytes());
-            b.push(0);
-        }
-        UnixName::Abstract(h) => {
-            b.push(0);
-            b.extend_from_slice(&hex::decode(h)?);
-        }
-    }
-    if b.len() > std::mem::size_of::<libc::sockaddr_un>() {
-        return Err(format!("unix socket name {} is too long", name.display()));
-    }
-    Ok(b)
 }
 
 impl<'a> UnixSockets<'a> {
@@ -89,6 +70,7 @@ impl<'a> UnixSockets<'a> {
             fds,
             pending: HashMap::new(),
             placed: HashMap::new(),
+            creating: HashSet::new(),
             high,
         }
     }
@@ -160,14 +142,11 @@ impl<'a> UnixSockets<'a> {
         Ok(moved)
     }
 
-    fn get(&self, inode: u64) -> Result<(&'a UnixSocket, i32), RestoreError> {
+    fn get(&self, pid: i32, inode: u64) -> Result<(&'a UnixSocket, i32), RestoreError> {
         self.socks
             .get(&inode)
             .copied()
-            .ok_or_else(|| RestoreError::State {
-                pid: 0,
-                reason: format!("the image has no unix socket:[{inode}]"),
-            })
+            .ok_or_else(|| state_err(pid, format!("the image has no unix socket:[{inode}]")))
     }
 
     fn create(
@@ -177,10 +156,43 @@ impl<'a> UnixSockets<'a> {
         image: &Image,
         inode: u64,
     ) -> Result<u64, RestoreError> {
-        let (s, flags) = self.get(inode)?;
+        let (s, flags) = self.get(remote.pid(), inode)?;
         let what = self.label(s);
+        if !self.creating.insert(inode) {
+            return Err(state_err(
+                remote.pid(),
+                format!("{what}: datagram sockets connected one way in a circle are not supported"),
+            ));
+        }
+        let fd = self.create_inner(remote, scratch, image, s, &what);
+        self.creating.remove(&inode);
+        let fd = fd?;
+        set_flags(remote, &what, fd, flags)?;
+        Ok(fd)
+    }
+
+    fn create_inner(
+        &mut self,
+        remote: &mut dyn Remote,
+        scratch: &mut Scratch,
+        image: &Image,
+        s: &'a UnixSocket,
+        what: &str,
+    ) -> Result<u64, RestoreError> {
         let peer = s.peer.and_then(|p| self.socks.get(&p).copied());
         let fd = match (s.state, peer) {
+            (UnixState::Connected, Some((ps, _))) if ps.inode == s.inode => {
+                // A datagram socket connected to itself.
+                let fd = self.single(remote, scratch, s)?;
+                let name = s.name.as_ref().ok_or_else(|| {
+                    state_err(
+                        remote.pid(),
+                        format!("{what}: connected to itself without a name"),
+                    )
+                })?;
+                self.connect(remote, scratch, what, fd, name)?;
+                fd
+            }
             (UnixState::Connected, Some((ps, pflags))) if ps.peer == Some(s.inode) => {
                 let (mine, theirs) = self.pair(remote, scratch, image, s, ps)?;
                 set_flags(remote, &self.label(ps), theirs, pflags)?;
@@ -193,24 +205,33 @@ impl<'a> UnixSockets<'a> {
                 // of the process.
                 let fd = self.single(remote, scratch, s)?;
                 self.fd_of(remote, scratch, image, ps.inode)?;
-                let name = ps.name.as_ref().expect("checked at checkpoint");
-                self.connect(remote, scratch, &what, fd, name)?;
+                let name = ps.name.as_ref().ok_or_else(|| {
+                    state_err(
+                        remote.pid(),
+                        format!(
+                            "{what}: its peer socket:[{}] has no name to connect to",
+                            ps.inode
+                        ),
+                    )
+                })?;
+                self.connect(remote, scratch, what, fd, name)?;
                 fd
             }
             (UnixState::Connected, None) if s.peer.is_some() => {
                 // Connected to a named datagram socket outside the process.
                 let fd = self.single(remote, scratch, s)?;
-                let name = s.peer_name.as_ref().ok_or_else(|| RestoreError::State {
-                    pid: remote.pid(),
-                    reason: format!("{what}: its peer has no name to connect to"),
+                let name = s.peer_name.as_ref().ok_or_else(|| {
+                    state_err(
+                        remote.pid(),
+                        format!("{what}: its peer has no name to connect to"),
+                    )
                 })?;
-                self.connect(remote, scratch, &what, fd, name)?;
+                self.connect(remote, scratch, what, fd, name)?;
                 fd
             }
             (UnixState::Connected, None) => self.orphan(remote, scratch, image, s)?,
             _ => self.single(remote, scratch, s)?,
         };
-        set_flags(remote, &what, fd, flags)?;
         Ok(fd)
     }
 
@@ -389,86 +410,6 @@ fn socketpair(
     Ok((x, y))
 }
 
-/// Binds `fd` to `name`. A path's stale socket file (left by the
-/// checkpointed process) is removed first; a file of another type there is
-/// an error. The new file gets the recorded mode and owner.
-fn bind_name(
-    remote: &mut dyn Remote,
-    scratch: &mut Scratch,
-    what: &str,
-    fd: u64,
-    name: &UnixName,
-    s: &UnixSocket,
-) -> Result<(), RestoreError> {
-    let pid = remote.pid();
-    let addr = unix_sockaddr(name).map_err(|e| state_err(pid, e))?;
-    if let UnixName::Path(path) = name {
-        let p = scratch.put_cstr(remote, path)?;
-        let st = scratch.alloc(STAT_SIZE);
-        let r = remote.raw_syscall(
-            &format!("{what}: stat {path}"),
-            libc::SYS_newfstatat,
-            &[
-                libc::AT_FDCWD as u64,
-                p,
-                st,
-                libc::AT_SYMLINK_NOFOLLOW as u64,
-            ],
-        )?;
-        if r != -(libc::ENOENT as i64) {
-            remote.check(&format!("{what}: stat {path}"), r)?;
-            let mut mode = [0u8; 4];
-            remote.read_mem(st + STAT_MODE_OFFSET as u64, &mut mode)?;
-            if u32::from_ne_bytes(mode) & libc::S_IFMT != libc::S_IFSOCK {
-                scratch.reset();
-                return Err(state_err(
-                    pid,
-                    format!("{what}: {path} exists and is not a socket"),
-                ));
-            }
-            remote.syscall(
-                &format!("{what}: unlink the stale socket file {path}"),
-                libc::SYS_unlinkat,
-                &[libc::AT_FDCWD as u64, p, 0],
-            )?;
-        }
-        scratch.reset();
-    }
-    with_address(
-        remote,
-        scratch,
-        &format!("{what}: bind"),
-        libc::SYS_bind,
-        fd,
-        &addr,
-    )?;
-    if let (UnixName::Path(path), Some(f)) = (name, &s.file) {
-        let p = scratch.put_cstr(remote, path)?;
-        let r = remote
-            .syscall(
-                &format!("{what}: chmod {path}"),
-                libc::SYS_fchmodat,
-                &[libc::AT_FDCWD as u64, p, f.mode as u64],
-            )
-            .and_then(|_| {
-                remote.syscall(
-                    &format!("{what}: chown {path}"),
-                    libc::SYS_fchownat,
-                    &[
-                        libc::AT_FDCWD as u64,
-                        p,
-                        f.uid as u64,
-                        f.gid as u64,
-                        libc::AT_SYMLINK_NOFOLLOW as u64,
-                    ],
-                )
-            });
-        scratch.reset();
-        r?;
-    }
-    Ok(())
-}
-
 /// Sends `to`'s queued bytes or datagrams from `from`, its peer. The
 /// sender's buffer is raised for the time of it, so nothing blocks.
 fn send_queue(
@@ -586,19 +527,4 @@ fn shutdown(
         &[fd, how as u64],
     )?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unix_addresses_are_laid_out_as_the_kernel_wants() {
-        let p = unix_sockaddr(&UnixName::Path("/a".into())).unwrap();
-        assert_eq!(&p[2..], b"/a\0");
-        let a = unix_sockaddr(&UnixName::Abstract("6162".into())).unwrap();
-        assert_eq!(&a[2..], b"\0ab");
-        let long = UnixName::Path("/".repeat(200));
-        assert!(unix_sockaddr(&long).unwrap_err().contains("too long"));
-    }
 }

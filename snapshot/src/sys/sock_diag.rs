@@ -27,6 +27,7 @@ const UNIX_DIAG_SHUTDOWN: u16 = 6;
 /// What sock_diag says about a unix socket.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UnixDiag {
+    pub inode: u32,
     /// `SOCK_STREAM`, `SOCK_DGRAM` or `SOCK_SEQPACKET`.
     pub sock_type: u8,
     /// A `tcp_states.h` value: 1 connected, 7 unconnected, 10 listening.
@@ -34,7 +35,8 @@ pub struct UnixDiag {
     /// The address's path bytes (`sun_path`, a leading NUL for abstract
     /// names); `None` when unnamed.
     pub name: Option<Vec<u8>>,
-    /// Inode and device of the bound socket file.
+    /// Inode and device of the bound socket file; the device in the
+    /// kernel's own encoding (major << 20 | minor), see [`Self::bound_to`].
     pub vfs: Option<(u32, u32)>,
     /// The peer's inode (0 when the peer is gone).
     pub peer: u32,
@@ -46,12 +48,27 @@ pub struct UnixDiag {
     pub shutdown: u8,
 }
 
-/// Builds the request for the unix socket with inode `ino`.
+impl UnixDiag {
+    /// Whether the socket is bound to the file with `st_dev` `dev` and
+    /// inode `ino` (as `stat` gives them).
+    pub fn bound_to(&self, dev: u64, ino: u64) -> bool {
+        let kdev = ((libc::major(dev) as u64) << 20) | (libc::minor(dev) as u64 & 0xf_ffff);
+        self.vfs == Some((ino as u32, kdev as u32))
+    }
+}
+
+/// Builds the request for the unix socket with inode `ino`, or for every
+/// unix socket (`ino` 0, a dump).
 fn request(ino: u32) -> Vec<u8> {
     let mut b = Vec::with_capacity(NLMSG_HDR + 24);
+    let flags = if ino == 0 {
+        libc::NLM_F_REQUEST | libc::NLM_F_DUMP
+    } else {
+        libc::NLM_F_REQUEST
+    };
     b.extend_from_slice(&((NLMSG_HDR + 24) as u32).to_ne_bytes());
     b.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    b.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    b.extend_from_slice(&(flags as u16).to_ne_bytes());
     b.extend_from_slice(&1u32.to_ne_bytes()); // seq
     b.extend_from_slice(&0u32.to_ne_bytes()); // pid
     b.push(libc::AF_UNIX as u8);
@@ -77,6 +94,7 @@ fn u16_at(b: &[u8], at: usize) -> Option<u16> {
 }
 
 /// Parses one reply: a `unix_diag_msg` with its attributes, or an error.
+/// `ino` 0 accepts any socket.
 pub fn parse_reply(b: &[u8], ino: u32) -> Result<UnixDiag, String> {
     let len = u32_at(b, 0).ok_or("short netlink reply")? as usize;
     let ty = u16_at(b, 4).ok_or("short netlink reply")?;
@@ -90,10 +108,11 @@ pub fn parse_reply(b: &[u8], ino: u32) -> Result<UnixDiag, String> {
     }
     let m = NLMSG_HDR;
     let msg = b.get(m..m + UNIX_DIAG_MSG).ok_or("short unix_diag_msg")?;
-    if u32_at(msg, 4) != Some(ino) {
+    if ino != 0 && u32_at(msg, 4) != Some(ino) {
         return Err(format!("reply about inode {:?}", u32_at(msg, 4)));
     }
     let mut d = UnixDiag {
+        inode: u32_at(msg, 4).unwrap_or(0),
         sock_type: msg[1],
         state: msg[2],
         ..Default::default()
@@ -122,9 +141,7 @@ pub fn parse_reply(b: &[u8], ino: u32) -> Result<UnixDiag, String> {
     Ok(d)
 }
 
-/// Asks the kernel about the unix socket with inode `ino`.
-pub fn unix_socket(ino: u64) -> Result<UnixDiag, String> {
-    let ino32 = u32::try_from(ino).map_err(|_| format!("inode {ino} does not fit sock_diag"))?;
+fn diag_socket() -> Result<OwnedFd, String> {
     // SAFETY: socket takes integers and returns a new fd we own.
     let s = unsafe {
         libc::socket(
@@ -140,8 +157,12 @@ pub fn unix_socket(ino: u64) -> Result<UnixDiag, String> {
         ));
     }
     // SAFETY: s is a fresh descriptor returned by the kernel.
-    let s = unsafe { OwnedFd::from_raw_fd(s) };
-    let req = request(ino32);
+    Ok(unsafe { OwnedFd::from_raw_fd(s) })
+}
+
+/// Sends the request for `ino` (0: all) and returns the first reply.
+fn ask(s: &OwnedFd, ino: u32, buf: &mut [u8]) -> Result<usize, String> {
+    let req = request(ino);
     // SAFETY: send reads `req.len()` bytes from a live buffer; the kernel
     // is the default destination of a netlink socket.
     if unsafe { libc::send(s.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) } < 0 {
@@ -150,7 +171,10 @@ pub fn unix_socket(ino: u64) -> Result<UnixDiag, String> {
             std::io::Error::last_os_error()
         ));
     }
-    let mut buf = vec![0u8; 64 * 1024];
+    receive(s, buf)
+}
+
+fn receive(s: &OwnedFd, buf: &mut [u8]) -> Result<usize, String> {
     // SAFETY: recv writes at most `buf.len()` bytes into the live buffer.
     let n = unsafe { libc::recv(s.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
     if n < 0 {
@@ -159,8 +183,43 @@ pub fn unix_socket(ino: u64) -> Result<UnixDiag, String> {
             std::io::Error::last_os_error()
         ));
     }
-    parse_reply(&buf[..n as usize], ino32)
-        .map_err(|e| format!("sock_diag about socket:[{ino}]: {e}"))
+    Ok(n as usize)
+}
+
+/// Asks the kernel about the unix socket with inode `ino`.
+pub fn unix_socket(ino: u64) -> Result<UnixDiag, String> {
+    let ino32 = u32::try_from(ino)
+        .ok()
+        .filter(|&i| i != 0)
+        .ok_or_else(|| format!("inode {ino} does not fit sock_diag"))?;
+    let s = diag_socket()?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = ask(&s, ino32, &mut buf)?;
+    parse_reply(&buf[..n], ino32).map_err(|e| format!("sock_diag about socket:[{ino}]: {e}"))
+}
+
+/// Every unix socket of snaprun's network namespace.
+pub fn all_unix_sockets() -> Result<Vec<UnixDiag>, String> {
+    let s = diag_socket()?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut n = ask(&s, 0, &mut buf)?;
+    let mut out = Vec::new();
+    loop {
+        let mut at = 0usize;
+        while at + NLMSG_HDR <= n {
+            let len = u32_at(&buf, at).unwrap_or(0) as usize;
+            let ty = u16_at(&buf, at + 4).unwrap_or(0);
+            if len < NLMSG_HDR || at + len > n {
+                return Err(format!("bad netlink message length {len}"));
+            }
+            if ty == libc::NLMSG_DONE as u16 {
+                return Ok(out);
+            }
+            out.push(parse_reply(&buf[at..at + len], 0)?);
+            at += (len + 3) & !3;
+        }
+        n = receive(&s, &mut buf)?;
+    }
 }
 
 #[cfg(test)]
@@ -189,6 +248,30 @@ mod tests {
         assert_eq!(d.name, None);
         a.shutdown(std::net::Shutdown::Write).unwrap();
         assert_eq!(unix_socket(inode(&a)).unwrap().shutdown, 2);
+    }
+
+    #[test]
+    fn the_bound_file_is_named_by_device_and_inode_as_stat_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        let ino = std::fs::metadata(format!("/proc/self/fd/{}", l.as_raw_fd()))
+            .unwrap()
+            .ino();
+        let d = unix_socket(ino).unwrap();
+        assert_eq!(d.state, 10);
+        assert!(d.bound_to(meta.dev(), meta.ino()), "{d:?} vs {meta:?}");
+        assert!(!d.bound_to(meta.dev(), meta.ino() + 1));
+    }
+
+    #[test]
+    fn a_dump_lists_every_socket() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let all = all_unix_sockets().unwrap();
+        for s in [&a, &b] {
+            assert!(all.iter().any(|d| u64::from(d.inode) == inode(s)));
+        }
     }
 
     #[test]

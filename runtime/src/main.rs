@@ -297,6 +297,23 @@ fn exit_code(code: i32) -> u8 {
     u8::try_from(code).unwrap_or(255)
 }
 
+/// The error and its causes, each cause left out when the message before
+/// already says it (library errors name their cause in their own text).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if msg.contains(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
+}
+
 /// Writes the pid atomically (temp file and rename), as runc does.
 fn write_pid_file(path: &std::path::Path, pid: i32) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
@@ -318,10 +335,28 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let msg = format!("{e:#}");
+            let msg = error_chain(&e);
             logger.fatal(&msg);
             eprintln!("snaprun: error: {msg}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[test]
+    fn causes_already_in_the_message_are_not_repeated() {
+        let io = std::io::Error::from_raw_os_error(libc::EADDRINUSE);
+        let inner = anyhow::Error::new(io).context(format!(
+            "bind failed in the target: {}",
+            std::io::Error::from_raw_os_error(libc::EADDRINUSE)
+        ));
+        let e = inner.context("restoring pid 7");
+        let text = error_chain(&e);
+        assert_eq!(text.matches("Address already in use").count(), 1, "{text}");
+        assert!(text.starts_with("restoring pid 7: bind failed"), "{text}");
     }
 }

@@ -34,7 +34,10 @@ fn assert_error(case: &Case, what: &str, out: &Output) -> String {
 /// restore fails naming the problem (stderr contains one of `words`) and
 /// leaves nothing behind.
 fn damaged_image(damage: impl FnOnce(&std::path::Path), words: &[&str]) {
-    let mut case = Case::start("life_basic");
+    damaged_image_of(Case::start("life_basic"), damage, words)
+}
+
+fn damaged_image_of(mut case: Case, damage: impl FnOnce(&std::path::Path), words: &[&str]) {
     case.checkpoint_ok();
     damage(&case.image());
     let out = case.restore(&[]);
@@ -69,25 +72,35 @@ fn pages_file(img: &std::path::Path) -> std::path::PathBuf {
 /// One byte flipped in the middle of the pages file.
 #[test]
 fn corrupt_page_byte_is_refused() {
-    damaged_image(
-        |img| {
-            let path = pages_file(img);
-            let len = file_len(&path);
-            assert!(len > 0, "pages.img is empty");
-            let mut f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .unwrap();
-            let mut b = [0u8];
-            f.seek(SeekFrom::Start(len / 2)).unwrap();
-            f.read_exact(&mut b).unwrap();
-            b[0] ^= 0xff;
-            f.seek(SeekFrom::Start(len / 2)).unwrap();
-            f.write_all(&b).unwrap();
-        },
+    damaged_image(flip_middle_byte, CORRUPT_WORDS);
+}
+
+/// The same in a 64 MiB image, which several restorer threads write at
+/// once: the first error stops them all and the stub is killed.
+#[test]
+fn corrupt_page_in_a_large_image_is_refused() {
+    damaged_image_of(
+        Case::start_with("mem_big", &["64"], &[]),
+        flip_middle_byte,
         CORRUPT_WORDS,
     );
+}
+
+fn flip_middle_byte(img: &std::path::Path) {
+    let path = pages_file(img);
+    let len = file_len(&path);
+    assert!(len > 0, "pages.img is empty");
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let mut b = [0u8];
+    f.seek(SeekFrom::Start(len / 2)).unwrap();
+    f.read_exact(&mut b).unwrap();
+    b[0] ^= 0xff;
+    f.seek(SeekFrom::Start(len / 2)).unwrap();
+    f.write_all(&b).unwrap();
 }
 
 /// pages.img cut to half its length.

@@ -2,8 +2,12 @@
 //! memory, move the vDSO, map every VMA at its address, fill the dumped
 //! pages, then set protections, advice and the mm fields.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
 use crate::image::{Image, MmFields, ProcessImage, Vma, VmaKind};
-use crate::sys::remote::{self, Remote, Scratch};
+use crate::sys::mem::{vm_write, ProcMem};
+use crate::sys::remote::{self, Remote, RemoteError, Scratch};
 
 use super::fds::Memfds;
 use super::stub::{TASK_SIZE, TRAMPOLINE_LEN};
@@ -265,22 +269,99 @@ pub fn map_vmas(
     Ok(())
 }
 
-/// Writes every dumped page, each run verified against its digest.
+/// Below this many bytes of pages, one thread writes them.
+const PARALLEL_MIN_BYTES: u64 = 32 << 20;
+/// The most restorer threads that write pages at once.
+const MAX_FILL_THREADS: usize = 8;
+
+/// How many threads write pages: `SNAPRUN_RESTORE_THREADS` when set (for
+/// benchmarks), else one per core up to [`MAX_FILL_THREADS`].
+fn fill_threads() -> usize {
+    match std::env::var("SNAPRUN_RESTORE_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        Some(n) => n.clamp(1, 64),
+        None => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(MAX_FILL_THREADS),
+    }
+}
+
+/// Writes every run's bytes into the target, each read (and its digest
+/// checked) from the image. Large images are written by several threads at
+/// once (`process_vm_writev` needs no ptrace stop, and reading, hashing and
+/// the target's page faults all scale with cores); the first error stops
+/// them all and is returned.
 pub fn fill_pages(
     remote: &mut dyn Remote,
     image: &Image,
     vmas: &[Vma],
 ) -> Result<u64, RestoreError> {
-    let mut buf = Vec::new();
-    let mut total = 0;
-    for v in vmas {
-        for run in &v.runs {
+    let jobs: Vec<(u64, &crate::image::PageRun)> = vmas
+        .iter()
+        .flat_map(|v| v.runs.iter().map(move |r| (v.start + r.vma_offset, r)))
+        .collect();
+    let total: u64 = jobs.iter().map(|(_, r)| r.len).sum();
+    let threads = fill_threads();
+    if total < PARALLEL_MIN_BYTES || threads < 2 {
+        let mut buf = Vec::new();
+        for (addr, run) in jobs {
             image.read_run(run, &mut buf)?;
-            remote.write_mem(v.start + run.vma_offset, &buf)?;
-            total += run.len;
+            remote.write_mem(addr, &buf)?;
         }
+        return Ok(total);
     }
-    Ok(total)
+    let pid = remote.pid();
+    let mem = ProcMem::open(pid).map_err(|source| RestoreError::Io {
+        what: format!("opening /proc/{pid}/mem"),
+        source,
+    })?;
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let first_error: Mutex<Option<RestoreError>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut buf = Vec::new();
+                while !failed.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(addr, run)) = jobs.get(i) else {
+                        break;
+                    };
+                    let r = image
+                        .read_run(run, &mut buf)
+                        .map_err(RestoreError::from)
+                        .and_then(|()| {
+                            // /proc/PID/mem also reaches read-only mappings.
+                            vm_write(pid, addr, &buf)
+                                .or_else(|_| mem.write_all_at(addr, &buf))
+                                .map_err(|source| {
+                                    RestoreError::Remote(RemoteError::Memory {
+                                        pid,
+                                        addr,
+                                        len: buf.len(),
+                                        source,
+                                    })
+                                })
+                        });
+                    if let Err(e) = r {
+                        failed.store(true, Ordering::Relaxed);
+                        first_error
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert(e);
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(total),
+    }
 }
 
 /// Final protections and per-VMA attributes.

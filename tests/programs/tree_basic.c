@@ -4,19 +4,22 @@
  *   - child B, the leader of its own session;
  *   - child Z, which exited with code 7 and is not reaped yet (a zombie);
  * pipes between the root and A (one each way, a token sent after restore
- * must come back transformed), shared anonymous memory (MAP_SHARED before
+ * must come back transformed), a unix socketpair between the root and B
+ * with bytes queued each way at the checkpoint, shared anonymous memory (MAP_SHARED before
  * fork: a value written by one must be seen by the other), and a file
  * description shared by inheritance (its offset moves for both).
  * After restore every process checks its parent, group and session; the
  * root reaps Z (exit code 7) and its children (each exits 0 when its own
  * checks passed). */
 #define _GNU_SOURCE
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include "common.h"
 
-static int p2c[2], c2p[2];
+static int p2c[2], c2p[2], sv[2];
 static volatile uint64_t *shm;
 static int shared_fd;
 static pid_t root_pid, root_sid;
@@ -84,8 +87,20 @@ static void child_a(void)
 
 static void child_b(void)
 {
+	char buf[16];
+
 	setsid();
+	close(sv[0]);
+	if (write_all(sv[1], "from-b", 6) < 0)
+		BAD(33, "B: write to the socketpair: %s", strerror(errno));
 	wait_go();
+	if (read_full(sv[1], buf, 9) != 9 || memcmp(buf, "from-root", 9) != 0)
+		BAD(34, "B: read %.9s from the socketpair, want from-root", buf);
+	/* The connection still joins the two after restore. */
+	if (write_all(sv[1], "again-b", 7) < 0)
+		BAD(35, "B: write after restore: %s", strerror(errno));
+	if (read_full(sv[1], buf, 7) != 7 || memcmp(buf, "again-r", 7) != 0)
+		BAD(36, "B: read %.7s after restore, want again-r", buf);
 	if (getsid(0) != getpid() || getpgid(0) != getpid())
 		BAD(31, "B: sid %d pgid %d, want its own %d", getsid(0), getpgid(0), getpid());
 	if (getppid() != root_pid)
@@ -114,6 +129,7 @@ int main(int argc, char **argv)
 	root_sid = getsid(0);
 	CHECK_SYS(pipe(p2c));
 	CHECK_SYS(pipe(c2p));
+	CHECK_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
 	shm = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	CHECK(shm != MAP_FAILED, "mmap: %s", strerror(errno));
 	path_in(path, sizeof(path), "shared.txt");
@@ -132,11 +148,16 @@ int main(int argc, char **argv)
 		_exit(7);
 	close(p2c[0]);
 	close(c2p[1]);
-	/* Everyone set up: B in its session, G in its group, Z dead. */
+	close(sv[1]);
+	CHECK_SYS(write_all(sv[0], "from-root", 9));
+	/* Everyone set up: B in its session with its bytes sent, G in its
+	 * group, Z dead. */
 	for (int i = 0; i < 1000; i++) {
 		char st[64];
+		int queued = 0;
 		snprintf(path, sizeof(path), "/proc/%d/stat", z);
-		if (getsid(b) == b && read_file(path, st, sizeof(st)) > 0 && strstr(st, ") Z"))
+		ioctl(sv[0], FIONREAD, &queued);
+		if (getsid(b) == b && queued == 6 && read_file(path, st, sizeof(st)) > 0 && strstr(st, ") Z"))
 			break;
 		usleep(2000);
 	}
@@ -155,6 +176,11 @@ int main(int argc, char **argv)
 	CHECK(shm[1] == 0xdef, "shared memory: A wrote %#lx, seen %#lx here", 0xdefUL, (unsigned long)shm[1]);
 	CHECK(lseek(shared_fd, 0, SEEK_CUR) == 14, "shared fd offset %ld after A wrote 10 bytes, want 14",
 	      (long)lseek(shared_fd, 0, SEEK_CUR));
+	CHECK(read_full(sv[0], reply, 6) == 6 && memcmp(reply, "from-b", 6) == 0,
+	      "read %.6s from the socketpair, want from-b", reply);
+	CHECK(read_full(sv[0], reply, 7) == 7 && memcmp(reply, "again-b", 7) == 0,
+	      "read %.7s from the socketpair after restore, want again-b", reply);
+	CHECK_SYS(write_all(sv[0], "again-r", 7));
 	wait_child(b, "B", 0);
 	wait_child(z, "Z (the zombie)", 7);
 	pass();

@@ -5,6 +5,7 @@
 //! taken with `pidfd_getfd`: the dumper then holds the same open file
 //! description and can ask the kernel about it.
 
+use std::collections::HashMap;
 use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -115,10 +116,17 @@ pub fn link_tree(procs: &mut [ProcFiles]) -> Result<(), DumpError> {
         }
     }
     pipe::check_pipes(procs)?;
-    // Unix socket peers must be in the same process (not yet across the
-    // tree).
+    let tree: HashMap<u64, &crate::image::UnixSocket> = procs
+        .iter()
+        .flat_map(|p| p.files.iter())
+        .filter(|f| f.shared.is_none())
+        .filter_map(|f| match &f.kind {
+            FileKind::UnixSocket(s) => Some((s.inode, s)),
+            _ => None,
+        })
+        .collect();
     for p in procs.iter() {
-        unix::check_unix(p.pid, &p.files, &p.fds)?;
+        unix::check_unix(p.pid, &p.files, &p.fds, &tree)?;
     }
     Ok(())
 }

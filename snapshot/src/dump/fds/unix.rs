@@ -291,8 +291,15 @@ pub(super) fn dump_unix(
 }
 
 /// Checks the unix sockets of the process as a whole: each connection
-/// must be restorable from what is in it.
-pub(super) fn check_unix(pid: i32, files: &[OpenFile], fds: &[Fd]) -> Result<(), DumpError> {
+/// must be restorable from what is in it, or (a connection both ways) have
+/// its other end in another process of the tree (`tree`: every unix socket
+/// of the tree by inode).
+pub(super) fn check_unix(
+    pid: i32,
+    files: &[OpenFile],
+    fds: &[Fd],
+    tree: &HashMap<u64, &UnixSocket>,
+) -> Result<(), DumpError> {
     let socks: HashMap<u64, (&UnixSocket, u32)> = files
         .iter()
         .filter_map(|f| match &f.kind {
@@ -310,16 +317,19 @@ pub(super) fn check_unix(pid: i32, files: &[OpenFile], fds: &[Fd]) -> Result<(),
         let queued = s.data.is_some();
         let peer = s.peer.map(|p| (p, socks.get(&p).map(|(ps, _)| *ps)));
         match (s.state, peer) {
+            // The other end of a connection in another process of the tree.
+            (UnixState::Connected, Some((p, None)))
+                if tree.get(&p).is_some_and(|ps| ps.peer == Some(s.inode)) => {}
             (UnixState::Connected, Some((p, None))) => {
                 if s.sock_type != UnixType::Dgram {
                     return Err(refuse(format!(
-                        "{} connected to socket:[{p}] outside the process",
+                        "{} connected to socket:[{p}] outside the process tree",
                         s.label()
                     )));
                 }
                 if s.peer_name.is_none() || queued {
                     return Err(refuse(format!(
-                        "{} connected to socket:[{p}] outside the process{}",
+                        "{} connected to socket:[{p}] outside the process tree{}",
                         s.label(),
                         if queued {
                             ", with datagrams queued"

@@ -64,6 +64,9 @@ pub struct TreeFiles {
     /// Pipe ends made by one process for another: (inode, write end) ->
     /// (the maker's image pid, the fd it holds the end at).
     parked: HashMap<(u64, bool), (i32, u64)>,
+    /// Unix sockets made by one process with their peer, for another:
+    /// inode -> (the maker's image pid, the fd it holds it at).
+    parked_unix: HashMap<u64, (i32, u64)>,
     /// Every parked end, to close in its maker once all are taken.
     to_close: Vec<(i32, u64)>,
 }
@@ -81,6 +84,7 @@ pub fn close_parked(
         }
     }
     files.parked.clear();
+    files.parked_unix.clear();
     Ok(())
 }
 
@@ -135,7 +139,7 @@ pub fn restore_fds(
     // here, keyed by the pipe's inode and which end it is.
     let mut pipe_ends: HashMap<(u64, bool), u64> = HashMap::new();
     // Unix sockets are made in connected pairs, likewise.
-    let mut unix_socks = unix::UnixSockets::new(p, high);
+    let mut unix_socks = unix::UnixSockets::new(image, p, high);
     for file in &p.files {
         let Some(fds) = by_file.get(&file.id) else {
             continue;
@@ -183,7 +187,16 @@ pub fn restore_fds(
                     }
                 },
             },
-            (FileKind::UnixSocket(s), None) => unix_socks.open(remote, scratch, image, s.inode)?,
+            (FileKind::UnixSocket(s), None) => match tree.parked_unix.remove(&s.inode) {
+                // Made by an earlier process of the tree with its peer.
+                Some((holder, fd)) => pull(
+                    remote,
+                    &format!("fd {first}: unix socket:[{}] made by pid {holder}", s.inode),
+                    inner_of(holder)?,
+                    fd,
+                )?,
+                None => unix_socks.open(remote, scratch, image, s.inode)?,
+            },
             (_, None) => open_file(remote, scratch, image, memfds, file, first)?,
         };
         // Keep the new description away from fd numbers still to be placed.
@@ -230,6 +243,10 @@ pub fn restore_fds(
         }
     }
     unix_socks.close_pending(remote)?;
+    for (inode, fd) in unix_socks.take_made_for_later() {
+        tree.parked_unix.insert(inode, (p.pid, fd));
+        tree.to_close.push((p.pid, fd));
+    }
     // Pipe ends that no fd refers to (cannot happen for a valid image, as
     // checkpoint requires both ends) are closed.
     for (_, fd) in pipe_ends {

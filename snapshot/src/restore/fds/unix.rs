@@ -34,6 +34,12 @@ pub(super) struct UnixSockets<'a> {
     creating: HashSet<u64>,
     /// The lowest fd number above every fd to be placed.
     high: i32,
+    /// Unix sockets of the processes of the tree that come after this one
+    /// (by inode, with their description's flags).
+    later: HashMap<u64, (&'a UnixSocket, i32)>,
+    /// Ends made here for a later process of the tree, to be taken from
+    /// here: (inode, target fd).
+    made_for_later: Vec<(u64, u64)>,
 }
 
 fn sock_type(t: UnixType) -> i32 {
@@ -45,10 +51,26 @@ fn sock_type(t: UnixType) -> i32 {
 }
 
 impl<'a> UnixSockets<'a> {
-    pub fn new(p: &'a ProcessImage, high: i32) -> Self {
+    pub fn new(image: &'a Image, p: &'a ProcessImage, high: i32) -> Self {
+        let later = image
+            .manifest
+            .processes
+            .iter()
+            .skip_while(|q| q.pid != p.pid)
+            .skip(1)
+            .flat_map(|q| q.files.iter())
+            .filter(|f| f.shared.is_none())
+            .filter_map(|f| match &f.kind {
+                FileKind::UnixSocket(s) => Some((s.inode, (s, f.flags as i32))),
+                _ => None,
+            })
+            .collect();
+        // Descriptions shared with an earlier process are taken from it,
+        // never made here.
         let socks: HashMap<u64, (&UnixSocket, i32)> = p
             .files
             .iter()
+            .filter(|f| f.shared.is_none())
             .filter_map(|f| match &f.kind {
                 FileKind::UnixSocket(s) => Some((s.inode, (s, f.flags as i32))),
                 _ => None,
@@ -72,7 +94,14 @@ impl<'a> UnixSockets<'a> {
             placed: HashMap::new(),
             creating: HashSet::new(),
             high,
+            later,
+            made_for_later: Vec::new(),
         }
+    }
+
+    /// The ends made here for later processes of the tree: (inode, fd).
+    pub fn take_made_for_later(&mut self) -> Vec<(u64, u64)> {
+        std::mem::take(&mut self.made_for_later)
     }
 
     /// "fd N: unix ... socket:[INO] ..." for messages.
@@ -216,6 +245,20 @@ impl<'a> UnixSockets<'a> {
                 })?;
                 self.connect(remote, scratch, what, fd, name)?;
                 fd
+            }
+            (UnixState::Connected, None)
+                if s.peer
+                    .and_then(|p| self.later.get(&p))
+                    .is_some_and(|(ps, _)| ps.peer == Some(s.inode)) =>
+            {
+                // The other end belongs to a later process of the tree: it
+                // is made here with this one and taken from here.
+                let (ps, pflags) = self.later[&s.peer.expect("checked above")];
+                let (mine, theirs) = self.pair(remote, scratch, image, s, ps)?;
+                set_flags(remote, &self.label(ps), theirs, pflags)?;
+                let theirs = self.lift(remote, theirs)?;
+                self.made_for_later.push((ps.inode, theirs));
+                mine
             }
             (UnixState::Connected, None) if s.peer.is_some() => {
                 // Connected to a named datagram socket outside the process.

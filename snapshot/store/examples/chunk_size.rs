@@ -35,7 +35,8 @@ fn main() {
         let mut w = SnapshotWriter::new(store.clone()).unwrap();
         let refs = w.add(0, &data).unwrap();
         let stats = w.stats();
-        w.commit(b"{}", Some(&"m:1".parse::<RefName>().unwrap())).unwrap();
+        w.commit(b"{}", Some(&"m:1".parse::<RefName>().unwrap()))
+            .unwrap();
         let write = mib / t.elapsed().as_secs_f64();
         drop(store);
         let store = Store::open_with(dir.path(), opts).unwrap();

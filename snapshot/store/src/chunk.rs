@@ -61,7 +61,9 @@ pub fn encode(data: &[u8], level: i32) -> (Codec, Vec<u8>) {
 /// Undoes [`encode`]; `len` is the expected uncompressed length.
 pub fn decode(codec: Codec, stored: &[u8], len: usize) -> Result<Vec<u8>, String> {
     if len > MAX_CHUNK_SIZE {
-        return Err(format!("length {len} is over the {MAX_CHUNK_SIZE} byte cap"));
+        return Err(format!(
+            "length {len} is over the {MAX_CHUNK_SIZE} byte cap"
+        ));
     }
     match codec {
         Codec::Raw if stored.len() == len => Ok(stored.to_vec()),

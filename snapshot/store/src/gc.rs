@@ -67,7 +67,10 @@ pub fn gc(store: &Store) -> Result<GcReport, StoreError> {
     }
 
     let keys = disk.list("packs/")?;
-    let indexed: HashSet<Digest> = keys.iter().filter_map(|k| pack::parse_index_key(k)).collect();
+    let indexed: HashSet<Digest> = keys
+        .iter()
+        .filter_map(|k| pack::parse_index_key(k))
+        .collect();
     for key in &keys {
         if let Some(id) = pack::parse_pack_key(key) {
             if !indexed.contains(&id) {
@@ -90,7 +93,10 @@ pub fn gc(store: &Store) -> Result<GcReport, StoreError> {
                 continue;
             }
         };
-        let kept: Vec<_> = entries.iter().filter(|e| live.contains(&e.digest)).collect();
+        let kept: Vec<_> = entries
+            .iter()
+            .filter(|e| live.contains(&e.digest))
+            .collect();
         if kept.len() == entries.len() {
             continue;
         }

@@ -47,7 +47,13 @@ pub struct ChunkFailure {
 fn failures_text(failures: &[ChunkFailure]) -> String {
     let mut s = String::new();
     for (i, f) in failures.iter().enumerate() {
-        let _ = write!(s, "{}{}: {}", if i > 0 { "; " } else { "" }, f.tier, f.reason);
+        let _ = write!(
+            s,
+            "{}{}: {}",
+            if i > 0 { "; " } else { "" },
+            f.tier,
+            f.reason
+        );
     }
     if s.is_empty() {
         s.push_str("no tier has it");

@@ -47,7 +47,11 @@ impl StoreLock {
             .truncate(false)
             .open(&path)
             .map_err(err)?;
-        let mut op = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH };
+        let mut op = if exclusive {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_SH
+        };
         if !wait {
             op |= libc::LOCK_NB;
         }

@@ -191,10 +191,7 @@ pub fn decode_index(bytes: &[u8]) -> Result<(Vec<IndexEntry>, u64), String> {
     let count = u32_at(12) as usize;
     let pack_size = u64_at(16);
     if body.len() != INDEX_HEADER_LEN + count * ENTRY_LEN {
-        return Err(format!(
-            "{} bytes for {count} entries",
-            body.len()
-        ));
+        return Err(format!("{} bytes for {count} entries", body.len()));
     }
     let mut entries = Vec::with_capacity(count);
     for i in 0..count {
@@ -262,7 +259,9 @@ mod tests {
         let mut flipped = p.index.clone();
         flipped[30] ^= 1;
         assert!(decode_index(&flipped).unwrap_err().contains("checksum"));
-        assert!(decode_index(&p.index[..20]).unwrap_err().contains("truncated"));
+        assert!(decode_index(&p.index[..20])
+            .unwrap_err()
+            .contains("truncated"));
         // An entry pointing past the pack, with a valid checksum.
         let mut e = p.entries.clone();
         e[0].offset = p.data.len() as u64;

@@ -37,7 +37,10 @@ impl Progress {
             return;
         }
         let now = Instant::now();
-        if self.last.is_some_and(|l| now - l < Duration::from_millis(200)) {
+        if self
+            .last
+            .is_some_and(|l| now - l < Duration::from_millis(200))
+        {
             return;
         }
         self.last = Some(now);
@@ -92,7 +95,12 @@ mod tests {
 
     #[test]
     fn renders_bytes_rate_and_eta() {
-        let s = render("push web:v1", 1 << 30, Some(4 << 30), Duration::from_secs(2));
+        let s = render(
+            "push web:v1",
+            1 << 30,
+            Some(4 << 30),
+            Duration::from_secs(2),
+        );
         assert_eq!(s, "push web:v1: 1.0 GiB / 4.0 GiB  512.0 MiB/s  ETA 6s");
         let s = render("checkpoint", 1536, None, Duration::from_secs(1));
         assert_eq!(s, "checkpoint: 1.5 KiB  1.5 KiB/s");

@@ -40,10 +40,14 @@ impl FromStr for RefName {
             reason,
         };
         if !valid_part(name) {
-            return Err(bad("the name must be 1-128 of [A-Za-z0-9._-], not starting with '.'"));
+            return Err(bad(
+                "the name must be 1-128 of [A-Za-z0-9._-], not starting with '.'",
+            ));
         }
         if !valid_part(tag) {
-            return Err(bad("the tag must be 1-128 of [A-Za-z0-9._-], not starting with '.'"));
+            return Err(bad(
+                "the tag must be 1-128 of [A-Za-z0-9._-], not starting with '.'",
+            ));
         }
         Ok(Self {
             name: name.to_string(),

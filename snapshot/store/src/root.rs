@@ -45,7 +45,10 @@ impl Root {
     /// Parses a root and checks it against the digest that names it.
     pub fn decode(digest: &Digest, bytes: &[u8]) -> Result<Self, String> {
         if bytes.len() > MAX_ROOT_SIZE {
-            return Err(format!("{} bytes is over the {MAX_ROOT_SIZE} byte cap", bytes.len()));
+            return Err(format!(
+                "{} bytes is over the {MAX_ROOT_SIZE} byte cap",
+                bytes.len()
+            ));
         }
         if Digest::of(bytes) != *digest {
             return Err("content does not match its digest".into());
@@ -62,7 +65,10 @@ impl Root {
         let count = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize;
         let end = 16 + count * 32;
         if bytes.len() < end {
-            return Err(format!("truncated: {count} chunks in {} bytes", bytes.len()));
+            return Err(format!(
+                "truncated: {count} chunks in {} bytes",
+                bytes.len()
+            ));
         }
         let chunks = bytes[16..end]
             .chunks_exact(32)
@@ -93,6 +99,8 @@ mod tests {
         bad[20] ^= 1;
         assert!(Root::decode(&d, &bad).unwrap_err().contains("digest"));
         let short = &bytes[..40];
-        assert!(Root::decode(&Digest::of(short), short).unwrap_err().contains("truncated"));
+        assert!(Root::decode(&Digest::of(short), short)
+            .unwrap_err()
+            .contains("truncated"));
     }
 }

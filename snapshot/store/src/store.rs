@@ -83,7 +83,12 @@ impl Slot {
     /// An index that cannot be read or parsed is skipped with a warning:
     /// its chunks then count as missing in this tier.
     pub fn index(&self) -> Result<Arc<Index>, StoreError> {
-        if let Some(i) = self.index.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some(i) = self
+            .index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             return Ok(i.clone());
         }
         self.reload()
@@ -389,13 +394,20 @@ impl Store {
     /// Loads and verifies a snapshot root.
     pub fn load_root(&self, digest: &Digest) -> Result<Root, StoreError> {
         match self.get_object(&root::root_key(digest))? {
-            Some((bytes, tier)) => Root::decode(digest, &bytes).map_err(|reason| StoreError::BadRoot {
-                tier,
-                digest: *digest,
-                reason,
-            }),
+            Some((bytes, tier)) => {
+                Root::decode(digest, &bytes).map_err(|reason| StoreError::BadRoot {
+                    tier,
+                    digest: *digest,
+                    reason,
+                })
+            }
             None => Err(StoreError::BadRoot {
-                tier: self.slots.iter().map(|s| s.tier.name()).collect::<Vec<_>>().join(", "),
+                tier: self
+                    .slots
+                    .iter()
+                    .map(|s| s.tier.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 digest: *digest,
                 reason: "missing".into(),
             }),

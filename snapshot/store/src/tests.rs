@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::tier::{DiskTier, Tier};
-use crate::{chunk, gc, ChunkRef, Digest, RefName, SnapshotWriter, Store, StoreError, StoreOptions};
+use crate::{
+    chunk, gc, ChunkRef, Digest, RefName, SnapshotWriter, Store, StoreError, StoreOptions,
+};
 
 pub(crate) fn opts() -> StoreOptions {
     StoreOptions {
@@ -117,8 +119,14 @@ fn corrupt_and_missing_chunks_name_snapshot_digest_and_tier() {
     corrupt_packs(dir.path());
     let err = read(&fresh, &refs[0]).unwrap_err().to_string();
     assert!(err.contains("snapshot test:1"), "{err}");
-    assert!(err.contains(&digest.to_string()) || err.contains("chunk "), "{err}");
-    assert!(err.contains(&format!("disk {}", dir.path().display())), "{err}");
+    assert!(
+        err.contains(&digest.to_string()) || err.contains("chunk "),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("disk {}", dir.path().display())),
+        "{err}"
+    );
     assert!(err.contains("corrupt"), "{err}");
     // Disk: the pack is gone.
     for e in std::fs::read_dir(dir.path().join("packs")).unwrap() {
@@ -174,11 +182,19 @@ fn reads_fall_through_to_a_remote_and_fill_disk_and_ram() {
     let refs = write(&src, "a:1", &[&a]);
     let report = crate::push(&src, &name("a:1"), remote.clone()).unwrap();
     assert!(report.copied_chunks > 0);
-    assert_eq!(crate::push(&src, &name("a:1"), remote.clone()).unwrap().copied_chunks, 0);
+    assert_eq!(
+        crate::push(&src, &name("a:1"), remote.clone())
+            .unwrap()
+            .copied_chunks,
+        0
+    );
 
     let mut home = Store::open_with(home_dir.path(), opts()).unwrap();
     home.add_remote(remote);
-    assert_eq!(home.resolve(&name("a:1")).unwrap(), src.resolve(&name("a:1")).unwrap());
+    assert_eq!(
+        home.resolve(&name("a:1")).unwrap(),
+        src.resolve(&name("a:1")).unwrap()
+    );
     let d = refs[0][0].digest.unwrap();
     assert!(!home.has_chunk(&d).unwrap());
     assert_eq!(read(&home, &refs[0]).unwrap(), a);
@@ -195,8 +211,14 @@ fn reads_fall_through_to_a_remote_and_fill_disk_and_ram() {
     let mut fresh = Store::open_with(fresh_dir.path(), opts()).unwrap();
     fresh.add_remote(Arc::new(DiskTier::open(remote_dir.path()).unwrap()));
     let err = read(&fresh, &refs[0]).unwrap_err().to_string();
-    assert!(err.contains(&format!("disk {}: missing", fresh_dir.path().display())), "{err}");
-    assert!(err.contains(&format!("disk {}: corrupt", remote_dir.path().display())), "{err}");
+    assert!(
+        err.contains(&format!("disk {}: missing", fresh_dir.path().display())),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("disk {}: corrupt", remote_dir.path().display())),
+        "{err}"
+    );
 }
 
 #[test]
@@ -213,7 +235,10 @@ fn gc_removes_only_unreferenced_chunks_and_repacks() {
     let report = gc(&store).unwrap();
     assert_eq!(report.kept_snapshots, 1);
     assert_eq!(report.removed_roots, 1);
-    assert!(report.removed_packs + report.repacked_packs > 0, "{report:?}");
+    assert!(
+        report.removed_packs + report.repacked_packs > 0,
+        "{report:?}"
+    );
     assert!(report.freed_bytes > 0);
     assert_ne!(store.disk().list("packs/").unwrap(), before);
     // b is whole; a's own chunks are gone, the shared ones kept.
@@ -224,7 +249,14 @@ fn gc_removes_only_unreferenced_chunks_and_repacks() {
     assert_eq!(read(&fresh, &ra[0]).unwrap(), shared);
     // Nothing left to collect.
     let again = gc(&store).unwrap();
-    assert_eq!((again.removed_packs, again.repacked_packs, again.removed_roots), (0, 0, 0));
+    assert_eq!(
+        (
+            again.removed_packs,
+            again.repacked_packs,
+            again.removed_roots
+        ),
+        (0, 0, 0)
+    );
 }
 
 #[test]
@@ -242,7 +274,10 @@ fn gc_waits_for_a_concurrent_writer() {
     let gc_store = store.clone();
     let gc_thread = std::thread::spawn(move || gc(&gc_store).unwrap());
     std::thread::sleep(Duration::from_millis(300));
-    assert!(!gc_thread.is_finished(), "gc ran while a writer held the store");
+    assert!(
+        !gc_thread.is_finished(),
+        "gc ran while a writer held the store"
+    );
     w.commit(b"{}", Some(&name("b:1"))).unwrap();
     let report = gc_thread.join().unwrap();
     assert_eq!(report.kept_snapshots, 1);
@@ -277,8 +312,14 @@ fn an_abandoned_writer_leaves_earlier_snapshots_and_gc_cleans_up() {
     let report = gc(&store).unwrap();
     assert!(report.removed_packs >= 2, "{report:?}");
     assert!(!store.disk().has(&orphan).unwrap());
-    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
-    assert_eq!(read(&Store::open_with(dir.path(), o).unwrap(), &ra[0]).unwrap(), a);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
+    assert_eq!(
+        read(&Store::open_with(dir.path(), o).unwrap(), &ra[0]).unwrap(),
+        a
+    );
 }
 
 #[test]
@@ -292,5 +333,8 @@ fn zero_chunks_are_never_stored() {
     assert_eq!(w.stats().packs, 0);
     w.commit(b"{}", None).unwrap();
     assert!(store.disk().list("packs/").unwrap().is_empty());
-    assert_eq!(chunk::split(0, 1 << 20, opts().chunk_size).len(), refs.len());
+    assert_eq!(
+        chunk::split(0, 1 << 20, opts().chunk_size).len(),
+        refs.len()
+    );
 }

@@ -27,20 +27,31 @@ pub struct TransferReport {
 }
 
 /// Copies `name` from the home tier to `remote`.
-pub fn push(store: &Store, name: &RefName, remote: Arc<dyn Tier>) -> Result<TransferReport, StoreError> {
+pub fn push(
+    store: &Store,
+    name: &RefName,
+    remote: Arc<dyn Tier>,
+) -> Result<TransferReport, StoreError> {
     let digest = store.resolve(name)?;
     let to = Slot::new(remote);
     copy(&store.slots[0], &to, name, &digest, "push")
 }
 
 /// Copies `name` from `remote` into the home tier.
-pub fn pull(store: &Store, name: &RefName, remote: Arc<dyn Tier>) -> Result<TransferReport, StoreError> {
+pub fn pull(
+    store: &Store,
+    name: &RefName,
+    remote: Arc<dyn Tier>,
+) -> Result<TransferReport, StoreError> {
     let _lock = StoreLock::acquire(store.dir(), false)?;
     let from = Slot::new(remote);
-    let bytes = from.tier.get(&name.key())?.ok_or_else(|| StoreError::NoSuchSnapshot {
-        name: name.clone(),
-        tiers: vec![from.tier.name()],
-    })?;
+    let bytes = from
+        .tier
+        .get(&name.key())?
+        .ok_or_else(|| StoreError::NoSuchSnapshot {
+            name: name.clone(),
+            tiers: vec![from.tier.name()],
+        })?;
     let digest = RefName::decode(&bytes).ok_or_else(|| StoreError::BadRef {
         tier: from.tier.name(),
         name: name.clone(),
@@ -49,7 +60,13 @@ pub fn pull(store: &Store, name: &RefName, remote: Arc<dyn Tier>) -> Result<Tran
     copy(&from, &store.slots[0], name, &digest, "pull")
 }
 
-fn copy(from: &Slot, to: &Slot, name: &RefName, digest: &Digest, what: &str) -> Result<TransferReport, StoreError> {
+fn copy(
+    from: &Slot,
+    to: &Slot,
+    name: &RefName,
+    digest: &Digest,
+    what: &str,
+) -> Result<TransferReport, StoreError> {
     let key = root::root_key(digest);
     let root_bytes = from.tier.get(&key)?.ok_or_else(|| StoreError::BadRoot {
         tier: from.tier.name(),

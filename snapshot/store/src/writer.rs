@@ -161,7 +161,10 @@ impl SnapshotWriter {
                 });
             }
         });
-        Ok(out.into_iter().map(|p| p.expect("every range prepared")).collect())
+        Ok(out
+            .into_iter()
+            .map(|p| p.expect("every range prepared"))
+            .collect())
     }
 
     fn seal(&mut self) -> Result<(), StoreError> {

@@ -116,10 +116,7 @@ impl Tier for DiskTier {
             TMP_SEQ.fetch_add(1, Ordering::Relaxed)
         ));
         let write = || -> io::Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)?;
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             f.write_all(data)?;
             f.sync_all()?;
             drop(f);
@@ -206,7 +203,10 @@ mod tests {
         t.put("refs/web/v1", b"x").unwrap();
         assert!(t.has("packs/a.pack").unwrap());
         assert_eq!(t.get("packs/a.pack").unwrap().unwrap(), b"hello world");
-        assert_eq!(t.get_range("packs/a.pack", 6, 5).unwrap().unwrap(), b"world");
+        assert_eq!(
+            t.get_range("packs/a.pack", 6, 5).unwrap().unwrap(),
+            b"world"
+        );
         assert!(t.get_range("packs/a.pack", 6, 6).is_err());
         assert_eq!(t.get_range("packs/b.pack", 0, 1).unwrap(), None);
         assert_eq!(t.list("packs/").unwrap(), vec!["packs/a.pack"]);

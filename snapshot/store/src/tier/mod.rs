@@ -91,7 +91,9 @@ pub(crate) fn check_key(tier: &dyn Tier, key: &str) -> Result<(), TierError> {
 /// environment) or `file:///path` (a directory, e.g. a shared mount).
 pub fn open_remote(url: &str) -> Result<std::sync::Arc<dyn Tier>, TierError> {
     if let Some(path) = url.strip_prefix("file://") {
-        return Ok(std::sync::Arc::new(DiskTier::open(std::path::Path::new(path))?));
+        return Ok(std::sync::Arc::new(DiskTier::open(std::path::Path::new(
+            path,
+        ))?));
     }
     if url.starts_with("s3://") {
         #[cfg(feature = "s3")]

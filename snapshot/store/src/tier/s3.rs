@@ -57,8 +57,9 @@ impl S3Config {
         if bucket.is_empty() {
             return Err(bad("no bucket"));
         }
-        let access_key = env("AWS_ACCESS_KEY_ID")
-            .ok_or_else(|| bad("no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"))?;
+        let access_key = env("AWS_ACCESS_KEY_ID").ok_or_else(|| {
+            bad("no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+        })?;
         let secret_key = env("AWS_SECRET_ACCESS_KEY")
             .ok_or_else(|| bad("no credentials: set AWS_SECRET_ACCESS_KEY"))?;
         Ok(Self {

@@ -136,9 +136,8 @@ read -r WARM_COUNT WANT_SHA WANT_EXTRA < <(check_reply "$(embed "$SENTENCE")") |
     die "no reference answer"
 tasks=("/proc/$SRC_PID/task"/*)
 threads=${#tasks[@]}
-[[ $threads == 1 ]] || die "server has $threads threads; the engine restores single-threaded processes only"
 fds=$(for fd in /proc/"$SRC_PID"/fd/*; do printf '%s -> %s\n' "${fd##*/}" "$(readlink "$fd")"; done)
-say "source: pid $SRC_PID, $threads thread, requests $WARM_COUNT, fds:"
+say "source: pid $SRC_PID, $threads threads, requests $WARM_COUNT, fds:"
 printf '    %s\n' "${fds//$'\n'/$'\n'    }" >&2
 while read -r _ target; do
     target=${target#-> }

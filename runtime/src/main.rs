@@ -48,6 +48,10 @@ enum Command {
         /// Write the restored process's pid to this file.
         #[arg(long)]
         pid_file: Option<PathBuf>,
+        /// Restore into a new PID namespace (the default does so only when
+        /// the snapshot's pid or a thread id is in use on the host).
+        #[arg(long)]
+        new_pidns: bool,
         /// Print the time of each phase to stderr.
         #[arg(long)]
         timings: bool,
@@ -105,9 +109,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Restore {
             image_path,
             pid_file,
+            new_pidns,
             timings,
         } => {
-            let report = restore::restore(&image_path, &restore::RestoreOptions::default())?;
+            let opts = restore::RestoreOptions {
+                pid_ns: if new_pidns {
+                    restore::pidns::PidNsMode::New
+                } else {
+                    restore::pidns::PidNsMode::Auto
+                },
+            };
+            let report = restore::restore(&image_path, &opts)?;
             if let Some(f) = pid_file {
                 write_pid_file(&f, report.pid)
                     .with_context(|| format!("writing pid file {}", f.display()))?;
@@ -119,9 +131,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 );
                 eprintln!("{}", report.timings);
             }
+            if let Some(ns) = &report.pid_ns {
+                let why = if ns.taken.is_empty() {
+                    String::new()
+                } else {
+                    format!("ids {:?} are in use on the host; ", ns.taken)
+                };
+                eprintln!(
+                    "snaprun: {why}restored in a new PID namespace (its init is pid {}): pid {} there, pid {} on the host",
+                    ns.init_pid, ns.inner_pid, report.pid
+                );
+            }
             if !report.pid_kept {
                 eprintln!(
-                    "snaprun: warning: the original pid was in use; restored as pid {}",
+                    "snaprun: warning: the original ids were in use; restored as pid {}",
                     report.pid
                 );
             }

@@ -112,3 +112,10 @@ fn process_programs() {
         Trigger::Go,
     );
 }
+
+#[test]
+fn thread_programs() {
+    for p in ["thr_basic", "thr_churn"] {
+        go(p);
+    }
+}

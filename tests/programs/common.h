@@ -5,7 +5,7 @@
  * with a 10 ms nanosleep), verifies its state and writes WORKDIR/result:
  * `PASS` or `FAIL: <reason>`. Every file is written to a .tmp and renamed.
  *
- * Programs are single-threaded. Diagnostics go to stderr, which the harness
+ * Programs are single-threaded but the thr_* ones. Diagnostics go to stderr, which the harness
  * points at WORKDIR/out.log. */
 #ifndef SNAPTEST_COMMON_H
 #define SNAPTEST_COMMON_H

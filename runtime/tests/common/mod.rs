@@ -78,7 +78,7 @@ pub fn build_program(name: &str) -> PathBuf {
     }
     let tmp = out_dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let output = Command::new("cc")
-        .args(["-O1", "-g", "-Wall", "-o"])
+        .args(["-O1", "-g", "-Wall", "-pthread", "-o"])
         .arg(&tmp)
         .arg(&src)
         .output()
@@ -99,7 +99,7 @@ static SUBREAPER: Once = Once::new();
 /// leaves behind, so that they can be reaped (and their exit status checked)
 /// once they finish: otherwise a finished restored process may stay a zombie
 /// and keep its pid, which a second restore of the same image needs.
-fn become_subreaper() {
+pub fn become_subreaper() {
     SUBREAPER.call_once(|| {
         // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) takes plain integers and
         // changes only this process's attribute.

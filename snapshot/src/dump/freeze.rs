@@ -1,5 +1,5 @@
-//! Freezing the target with `PTRACE_SEIZE` + `PTRACE_INTERRUPT`, and
-//! letting it go again exactly as it was.
+//! Freezing the target with `PTRACE_SEIZE` + `PTRACE_INTERRUPT`, every
+//! thread of it, and letting it go again exactly as it was.
 
 use crate::sys::mem::ProcMem;
 use crate::sys::ptrace::{self, Stop};
@@ -65,11 +65,6 @@ impl Frozen {
         })
     }
 
-    /// Resumes the thread unchanged and detaches.
-    pub fn release(mut self) -> Result<(), DumpError> {
-        self.do_release()
-    }
-
     fn do_release(&mut self) -> Result<(), DumpError> {
         if self.released {
             return Ok(());
@@ -80,26 +75,6 @@ impl Frozen {
         ptrace::set_sigmask(pid, self.sigmask).map_err(err("SETSIGMASK"))?;
         ptrace::set_regs(pid, &self.regs).map_err(err("SETREGS"))?;
         ptrace::detach(pid, 0).map_err(err("DETACH"))
-    }
-
-    /// Ends the process (SIGKILL) and waits until the kernel has taken it
-    /// down.
-    pub fn kill(mut self) -> Result<(), DumpError> {
-        self.released = true;
-        // SAFETY: kill with a pid we hold traced; no memory involved.
-        if unsafe { libc::kill(self.pid, libc::SIGKILL) } != 0 {
-            return Err(DumpError::Ptrace {
-                pid: self.pid,
-                what: "kill",
-                source: std::io::Error::last_os_error(),
-            });
-        }
-        loop {
-            match ptrace::wait(self.pid) {
-                Ok(Stop::Exited(_) | Stop::Killed(_)) | Err(_) => return Ok(()),
-                Ok(_) => continue,
-            }
-        }
     }
 
     /// The address of a `syscall` instruction to inject through: the one
@@ -137,6 +112,120 @@ impl Drop for Frozen {
             tracing::warn!(pid = self.pid, error = %e, "could not resume the process");
         }
     }
+}
+
+/// Rounds of "list the threads, freeze the new ones" before giving up on a
+/// process that creates threads faster than they can be frozen.
+const FREEZE_ROUNDS: usize = 100;
+
+/// Every thread of a process, seized and stopped; the thread-group leader
+/// first. Dropping it without [`FrozenProcess::kill`] resumes every thread
+/// as it was.
+pub struct FrozenProcess {
+    pub pid: i32,
+    pub threads: Vec<Frozen>,
+}
+
+impl FrozenProcess {
+    /// Freezes every thread of `pid`. A thread can only create threads while
+    /// it runs, so the task list is read again after each round of freezing
+    /// until a round finds no new thread: then none can appear any more.
+    pub fn seize(pid: i32) -> Result<Self, DumpError> {
+        let mut frozen = Self {
+            pid,
+            threads: Vec::new(),
+        };
+        for _ in 0..FREEZE_ROUNDS {
+            let new: Vec<i32> = list_threads(pid)?
+                .into_iter()
+                .filter(|tid| !frozen.threads.iter().any(|t| t.pid == *tid))
+                .collect();
+            if new.is_empty() {
+                if frozen.threads.first().map(|t| t.pid) != Some(pid) {
+                    return Err(DumpError::NoSuchProcess { pid });
+                }
+                return Ok(frozen);
+            }
+            for tid in new {
+                match Frozen::seize(tid) {
+                    Ok(t) if tid == pid => frozen.threads.insert(0, t),
+                    Ok(t) => frozen.threads.push(t),
+                    // A thread that exited between the listing and the
+                    // seize is simply not part of the snapshot.
+                    Err(DumpError::NoSuchProcess { .. }) if tid != pid => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Err(DumpError::State {
+            pid,
+            reason: format!(
+                "new threads kept appearing while freezing ({} frozen after {FREEZE_ROUNDS} rounds)",
+                frozen.threads.len()
+            ),
+        })
+    }
+
+    pub fn leader(&self) -> &Frozen {
+        &self.threads[0]
+    }
+
+    /// Resumes every thread unchanged and detaches. Every thread is let go
+    /// even when one fails; the first error is returned.
+    pub fn release(mut self) -> Result<(), DumpError> {
+        let mut first = Ok(());
+        for t in &mut self.threads {
+            let r = t.do_release();
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
+    /// Ends the process (SIGKILL) and waits until the kernel has taken
+    /// every thread down.
+    pub fn kill(mut self) -> Result<(), DumpError> {
+        for t in &mut self.threads {
+            t.released = true;
+        }
+        // SAFETY: kill with a pid we hold traced; no memory involved.
+        if unsafe { libc::kill(self.pid, libc::SIGKILL) } != 0 {
+            return Err(DumpError::Ptrace {
+                pid: self.pid,
+                what: "kill",
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        // The leader's exit is reported only after every other thread's.
+        for t in self.threads.iter().rev() {
+            loop {
+                match ptrace::wait(t.pid) {
+                    Ok(Stop::Exited(_) | Stop::Killed(_)) | Err(_) => break,
+                    Ok(_) => continue,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The thread ids of `pid`, from `/proc/PID/task`.
+pub fn list_threads(pid: i32) -> Result<Vec<i32>, DumpError> {
+    let dir = format!("/proc/{pid}/task");
+    let entries = std::fs::read_dir(&dir).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => DumpError::NoSuchProcess { pid },
+        _ => DumpError::Proc {
+            pid,
+            path: dir.clone(),
+            source,
+        },
+    })?;
+    let mut tids: Vec<i32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    tids.sort_unstable();
+    Ok(tids)
 }
 
 /// Finds `mov $imm32, %eax; syscall` (the vDSO's syscall fallbacks) and

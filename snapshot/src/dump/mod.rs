@@ -23,7 +23,7 @@ use crate::sys::remote::{InjectMode, Injector, Remote, RemoteError, Scratch};
 use crate::sys::{ptrace, PAGE_SIZE};
 use crate::Timings;
 
-use freeze::Frozen;
+use freeze::{Frozen, FrozenProcess};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DumpError {
@@ -89,9 +89,7 @@ pub fn checkpoint(
         return Err(DumpError::NoSuchProcess { pid });
     }
     process::check_checkpointable(pid)?;
-    let frozen = Frozen::seize(pid)?;
-    // Threads may have been created between the check and the freeze.
-    process::check_checkpointable(pid)?;
+    let frozen = FrozenProcess::seize(pid)?;
 
     let mut writer = ImageWriter::create(dir)?;
     match dump_frozen(&frozen, &mut writer, &mut t) {
@@ -124,7 +122,7 @@ pub fn checkpoint(
 }
 
 fn dump_frozen(
-    frozen: &Frozen,
+    frozen: &FrozenProcess,
     writer: &mut ImageWriter,
     t: &mut Timings,
 ) -> Result<Manifest, DumpError> {
@@ -144,8 +142,13 @@ fn dump_frozen(
         .iter()
         .find(|m| m.name == "[vdso]")
         .map(|m| (m.start, m.end));
-    let injected = inject_reads(frozen, vdso)?;
-    let thread = threads::dump_thread(frozen, &injected)?;
+    let (injected, per_thread) = inject_reads(frozen, vdso)?;
+    let threads = frozen
+        .threads
+        .iter()
+        .zip(&per_thread)
+        .map(|(f, inj)| threads::dump_thread(pid, f, inj))
+        .collect::<Result<Vec<_>, _>>()?;
     let shared_pending =
         threads::pending(
             ptrace::peek_siginfo(pid, true).map_err(|source| DumpError::Ptrace {
@@ -185,7 +188,7 @@ fn dump_frozen(
     t.phase("process");
     let mut proc_image = process::dump_process(pid, injected.brk)?;
     proc_image.vmas = vmas;
-    proc_image.threads = vec![thread];
+    proc_image.threads = threads;
     proc_image.sigactions = injected.sigactions;
     proc_image.shared_pending = shared_pending;
     proc_image.files = files;
@@ -213,21 +216,15 @@ fn read_maps(pid: i32) -> Result<Vec<crate::sys::proc::MapEntry>, DumpError> {
     parse_smaps(&text).map_err(|reason| DumpError::State { pid, reason })
 }
 
-/// Runs the syscalls that read what only the process can tell, through a
-/// scratch page mapped in it for the purpose and unmapped after.
+/// Runs the syscalls that read what only the process can tell, in the
+/// leader for the process-wide state and in each thread for its own,
+/// through a scratch page mapped for the purpose and unmapped after.
 fn inject_reads(
-    frozen: &Frozen,
+    frozen: &FrozenProcess,
     vdso: Option<(u64, u64)>,
-) -> Result<threads::InjectedState, DumpError> {
-    let pid = frozen.pid;
-    let ip = frozen.find_syscall_insn(vdso)?;
-    // No signal may be delivered while the thread runs injected code.
-    ptrace::set_sigmask(pid, !0).map_err(|source| DumpError::Ptrace {
-        pid,
-        what: "SETSIGMASK",
-        source,
-    })?;
-    let mut inj = Injector::new(pid, frozen.regs, ip, InjectMode::SyscallStops)?;
+) -> Result<(threads::ProcessInjected, Vec<threads::ThreadInjected>), DumpError> {
+    let leader = frozen.leader();
+    let mut inj = injector(leader, vdso)?;
     let page = inj.syscall(
         "mmap(scratch)",
         libc::SYS_mmap,
@@ -241,21 +238,53 @@ fn inject_reads(
         ],
     )?;
     let mut scratch = Scratch::new(page, PAGE_SIZE);
-    let result = threads::read_injected(&mut inj, &mut scratch);
+    let result = (|| -> Result<_, DumpError> {
+        let process = threads::read_process(&mut inj, &mut scratch)?;
+        let mut per_thread = Vec::with_capacity(frozen.threads.len());
+        for t in &frozen.threads {
+            let state = if t.pid == leader.pid {
+                threads::read_thread(&mut inj, &mut scratch)?
+            } else {
+                let mut tinj = injector(t, vdso)?;
+                let state = threads::read_thread(&mut tinj, &mut scratch);
+                put_back(t)?;
+                state?
+            };
+            per_thread.push(state);
+        }
+        Ok((process, per_thread))
+    })();
     let unmapped = inj.syscall("munmap(scratch)", libc::SYS_munmap, &[page, PAGE_SIZE]);
     let state = result?;
     unmapped?;
-    // Back to the frozen registers and mask (Frozen restores them again
-    // when it lets the process go).
-    ptrace::set_regs(pid, &frozen.regs).map_err(|source| DumpError::Ptrace {
+    put_back(leader)?;
+    Ok(state)
+}
+
+/// An injector into a frozen thread, with every signal blocked so that
+/// none is delivered while it runs injected code.
+fn injector(t: &Frozen, vdso: Option<(u64, u64)>) -> Result<Injector, DumpError> {
+    let ip = t.find_syscall_insn(vdso)?;
+    ptrace::set_sigmask(t.pid, !0).map_err(|source| DumpError::Ptrace {
+        pid: t.pid,
+        what: "SETSIGMASK",
+        source,
+    })?;
+    Ok(Injector::new(t.pid, t.regs, ip, InjectMode::SyscallStops)?)
+}
+
+/// Back to the frozen registers and mask after injection (`Frozen` restores
+/// them again when it lets the process go).
+fn put_back(t: &Frozen) -> Result<(), DumpError> {
+    let pid = t.pid;
+    ptrace::set_regs(pid, &t.regs).map_err(|source| DumpError::Ptrace {
         pid,
         what: "SETREGS",
         source,
     })?;
-    ptrace::set_sigmask(pid, frozen.sigmask).map_err(|source| DumpError::Ptrace {
+    ptrace::set_sigmask(pid, t.sigmask).map_err(|source| DumpError::Ptrace {
         pid,
         what: "SETSIGMASK",
         source,
-    })?;
-    Ok(state)
+    })
 }

@@ -39,16 +39,6 @@ fn read(pid: i32, name: &str) -> Result<String, DumpError> {
 /// Refuses, before anything is touched, what this engine cannot do yet.
 pub fn check_checkpointable(pid: i32) -> Result<(), DumpError> {
     let status = parse_status(&read(pid, "status")?);
-    let threads: u32 = status
-        .get("Threads")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
-    if threads > 1 {
-        return Err(DumpError::UnsupportedProcess {
-            pid,
-            what: format!("a multi-threaded process ({threads} threads)"),
-        });
-    }
     if let Some(tracer) = status.get("TracerPid").filter(|v| *v != "0") {
         // SAFETY: getpid has no arguments and cannot fail.
         if tracer.parse::<i32>().ok() != Some(unsafe { libc::getpid() }) {

@@ -11,20 +11,25 @@ use crate::hex;
 
 const PR_GET_TID_ADDRESS: u64 = 40;
 
-/// What the dumper reads by running syscalls inside the target.
-pub struct InjectedState {
+/// What the dumper reads by running syscalls inside the target, once for
+/// the process.
+pub struct ProcessInjected {
     pub sigactions: Vec<SigAction>,
-    pub altstack: AltStack,
-    pub clear_tid_address: u64,
     pub brk: u64,
 }
 
-/// Reads sigactions, sigaltstack, the clear-tid address and brk through
-/// `remote`, using `scratch` (at least one page) as the output buffer.
-pub fn read_injected(
+/// What only the thread itself can tell, read by syscalls injected into it.
+pub struct ThreadInjected {
+    pub altstack: AltStack,
+    pub clear_tid_address: u64,
+}
+
+/// Reads the signal dispositions and brk through `remote` (any thread of
+/// the process), using `scratch` as the output buffer.
+pub fn read_process(
     remote: &mut dyn Remote,
     scratch: &mut Scratch,
-) -> Result<InjectedState, DumpError> {
+) -> Result<ProcessInjected, DumpError> {
     let buf = scratch.alloc(64);
     let mut sigactions = Vec::new();
     for sig in 1..=NSIG {
@@ -52,7 +57,18 @@ pub fn read_injected(
             sigactions.push(act);
         }
     }
+    scratch.reset();
+    let brk = remote.syscall("brk(0)", libc::SYS_brk, &[0])?;
+    Ok(ProcessInjected { sigactions, brk })
+}
 
+/// Reads the thread's alternate signal stack and clear-tid address through
+/// `remote` (injecting into that thread), using `scratch` as the buffer.
+pub fn read_thread(
+    remote: &mut dyn Remote,
+    scratch: &mut Scratch,
+) -> Result<ThreadInjected, DumpError> {
+    let buf = scratch.alloc(64);
     remote.syscall("sigaltstack", libc::SYS_sigaltstack, &[0, buf])?;
     let mut raw = [0u8; 24];
     remote.read_mem(buf, &mut raw)?;
@@ -69,14 +85,10 @@ pub fn read_injected(
     )?;
     let mut raw = [0u8; 8];
     remote.read_mem(buf, &mut raw)?;
-    let clear_tid_address = u64::from_ne_bytes(raw);
-
-    let brk = remote.syscall("brk(0)", libc::SYS_brk, &[0])?;
-    Ok(InjectedState {
-        sigactions,
+    scratch.reset();
+    Ok(ThreadInjected {
         altstack,
-        clear_tid_address,
-        brk,
+        clear_tid_address: u64::from_ne_bytes(raw),
     })
 }
 
@@ -91,8 +103,21 @@ pub fn pending(list: Vec<SigInfo>) -> Vec<PendingSignal> {
 
 /// The thread's image: registers saved at the freeze, plus what ptrace
 /// reads from outside.
-pub fn dump_thread(frozen: &Frozen, injected: &InjectedState) -> Result<ThreadImage, DumpError> {
+pub fn dump_thread(
+    tgid: i32,
+    frozen: &Frozen,
+    injected: &ThreadInjected,
+) -> Result<ThreadImage, DumpError> {
     let pid = frozen.pid;
+    let comm_path = format!("/proc/{tgid}/task/{pid}/comm");
+    let comm = std::fs::read_to_string(&comm_path)
+        .map_err(|source| DumpError::Proc {
+            pid,
+            path: comm_path,
+            source,
+        })?
+        .trim_end_matches('\n')
+        .to_string();
     let err = |what| move |source| DumpError::Ptrace { pid, what, source };
     let xsave = ptrace::get_xstate(pid).map_err(err("GETREGSET NT_X86_XSTATE"))?;
     let pending = pending(ptrace::peek_siginfo(pid, false).map_err(err("PEEKSIGINFO"))?);
@@ -123,6 +148,7 @@ pub fn dump_thread(frozen: &Frozen, injected: &InjectedState) -> Result<ThreadIm
     }
     Ok(ThreadImage {
         tid: pid,
+        comm,
         regs: frozen.regs,
         xsave: hex::encode(&xsave),
         sigmask: frozen.sigmask,
@@ -146,7 +172,7 @@ mod tests {
     fn reads_every_catchable_signal_and_skips_defaults() {
         let mut fake = FakeRemote::default();
         let mut scratch = Scratch::new(0x1000, 4096);
-        let state = read_injected(&mut fake, &mut scratch).unwrap();
+        let state = read_process(&mut fake, &mut scratch).unwrap();
         let sigaction_calls = fake
             .calls
             .iter()

@@ -41,6 +41,7 @@ pub struct ProcessImage {
     pub rlimits: Vec<Rlimit>,
     pub mm: MmFields,
     pub vmas: Vec<Vma>,
+    /// Every thread, the thread-group leader (tid == pid) first.
     pub threads: Vec<ThreadImage>,
     pub sigactions: Vec<SigAction>,
     /// Signals pending for the whole process.
@@ -201,6 +202,9 @@ pub struct PageRun {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ThreadImage {
     pub tid: i32,
+    /// The thread's name (`/proc/PID/task/TID/comm`).
+    #[serde(default)]
+    pub comm: String,
     pub regs: Regs,
     /// The XSAVE area (`NT_X86_XSTATE`), hex.
     pub xsave: String,

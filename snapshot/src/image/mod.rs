@@ -287,11 +287,18 @@ fn validate(m: &Manifest) -> Result<(), String> {
         Ok(())
     };
     for p in &m.processes {
-        if p.threads.len() != 1 {
+        if p.threads.first().map(|t| t.tid) != Some(p.pid) {
             return Err(format!(
-                "pid {}: {} threads; this snaprun restores single-threaded processes",
-                p.pid,
-                p.threads.len()
+                "pid {}: the first thread must be the leader (tid {})",
+                p.pid, p.pid
+            ));
+        }
+        let mut tids: Vec<i32> = p.threads.iter().map(|t| t.tid).collect();
+        tids.sort_unstable();
+        if tids.windows(2).any(|w| w[0] == w[1]) || tids.iter().any(|&t| t <= 0) {
+            return Err(format!(
+                "pid {}: bad or repeated thread ids {tids:?}",
+                p.pid
             ));
         }
         let mut prev_end = 0;

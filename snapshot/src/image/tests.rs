@@ -44,6 +44,7 @@ fn sample(runs: Vec<PageRun>) -> Manifest {
             }],
             threads: vec![ThreadImage {
                 tid: 77,
+                comm: "main".into(),
                 regs: Regs::default(),
                 xsave: String::new(),
                 sigmask: 0,
@@ -212,4 +213,21 @@ fn abandoned_checkpoint_leaves_previous_snapshot_intact() {
         .filter(|n| n.starts_with("pages-"))
         .collect();
     assert_eq!(files.len(), 1, "{files:?}");
+}
+
+#[test]
+fn threads_must_start_with_the_leader_and_be_distinct() {
+    let mut m = sample(vec![]);
+    m.pages.file = "pages-1-77.img".into();
+    let leader = m.processes[0].threads[0].clone();
+    let mut other = leader.clone();
+    other.tid = 78;
+    m.processes[0].threads = vec![other.clone(), leader.clone()];
+    let err = validate(&m).unwrap_err();
+    assert!(err.contains("first thread must be the leader"), "{err}");
+    m.processes[0].threads = vec![leader.clone(), other.clone(), other];
+    let err = validate(&m).unwrap_err();
+    assert!(err.contains("repeated thread ids"), "{err}");
+    m.processes[0].threads = vec![leader];
+    validate(&m).unwrap();
 }

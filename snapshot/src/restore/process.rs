@@ -168,6 +168,15 @@ pub fn set_thread(
             &[t.robust_list.head, t.robust_list.len],
         )?;
     }
+    if !t.comm.is_empty() {
+        let name = scratch.put_cstr(remote, &t.comm)?;
+        remote.syscall(
+            &format!("prctl(PR_SET_NAME {})", t.comm),
+            libc::SYS_prctl,
+            &[libc::PR_SET_NAME as u64, name],
+        )?;
+        scratch.reset();
+    }
     if let Some(r) = &t.rseq {
         remote.syscall(
             &format!("rseq register {:#x}", r.address),

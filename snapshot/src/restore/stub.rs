@@ -22,21 +22,35 @@ pub const TASK_SIZE: u64 = 0x7fff_ffff_f000;
 /// `struct clone_args`, version 2 (with `set_tid`, `cgroup`).
 #[repr(C)]
 #[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
+pub struct CloneArgs {
+    pub flags: u64,
+    pub pidfd: u64,
+    pub child_tid: u64,
+    pub parent_tid: u64,
+    pub exit_signal: u64,
+    pub stack: u64,
+    pub stack_size: u64,
+    pub tls: u64,
+    pub set_tid: u64,
+    pub set_tid_size: u64,
+    pub cgroup: u64,
 }
 
 const _: () = assert!(std::mem::size_of::<CloneArgs>() == 88);
+
+impl CloneArgs {
+    /// The struct's bytes, to copy into a target.
+    pub fn as_bytes(&self) -> &[u8] {
+        // SAFETY: CloneArgs is repr(C), made only of u64s (no padding), so
+        // all of its 88 bytes are initialised; the slice borrows self.
+        unsafe {
+            std::slice::from_raw_parts(
+                (self as *const Self).cast::<u8>(),
+                std::mem::size_of::<Self>(),
+            )
+        }
+    }
+}
 
 /// Picks where the trampoline goes: the highest gap, below the usual
 /// mmap area's top, that is at least `len` plus guards away from every
@@ -83,6 +97,8 @@ pub struct Stub {
     pub trampoline: u64,
     /// Whether the stub got the pid it asked for.
     pub pid_kept: bool,
+    /// Threads created in it, which the tracer must reap if it is killed.
+    threads: Vec<i32>,
     live: bool,
 }
 
@@ -134,7 +150,10 @@ impl Stub {
         let mut stub = Self {
             pid,
             trampoline,
-            pid_kept: want_pid == Some(pid),
+            // set_tid succeeded: the pid is the wanted one in the stub's
+            // own (innermost) PID namespace.
+            pid_kept: want_pid.is_some(),
+            threads: Vec::new(),
             live: true,
         };
         match ptrace::wait(pid)? {
@@ -149,9 +168,14 @@ impl Stub {
         }
         ptrace::set_options(
             pid,
-            ptrace::PTRACE_O_EXITKILL | ptrace::PTRACE_O_TRACESYSGOOD,
+            ptrace::PTRACE_O_EXITKILL | ptrace::PTRACE_O_TRACESYSGOOD | ptrace::PTRACE_O_TRACECLONE,
         )?;
         Ok(stub)
+    }
+
+    /// Records a thread created in the stub.
+    pub fn add_thread(&mut self, tid: i32) {
+        self.threads.push(tid);
     }
 
     /// Lets the restored process go: from now on it is not killed when
@@ -173,11 +197,15 @@ fn stub_exit_reason(stop: Stop) -> &'static str {
 impl Drop for Stub {
     fn drop(&mut self) {
         if self.live {
-            // SAFETY: kill and waitpid on our own child; no memory involved
-            // but the status local.
+            // SAFETY: kill and waitpid on our own child and the threads we
+            // trace; no memory involved but the status local. The traced
+            // threads are reaped first: the leader is reported after them.
             unsafe {
                 libc::kill(self.pid, libc::SIGKILL);
                 let mut status = 0;
+                for &tid in &self.threads {
+                    libc::waitpid(tid, &mut status, libc::__WALL);
+                }
                 libc::waitpid(self.pid, &mut status, libc::__WALL);
             }
         }

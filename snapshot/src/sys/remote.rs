@@ -176,12 +176,55 @@ impl Injector {
     }
 }
 
-impl Remote for Injector {
-    fn pid(&self) -> i32 {
-        self.pid
+impl Injector {
+    /// Runs a `clone`/`clone3` in [`InjectMode::Trap`] mode in a tracee with
+    /// `PTRACE_O_TRACECLONE` set: the kernel reports the new task with a
+    /// clone event before the call returns. Returns the raw result and the
+    /// new task's id, which starts traced and stopped.
+    pub fn clone_syscall(
+        &mut self,
+        what: &str,
+        nr: i64,
+        args: &[u64],
+    ) -> Result<(i64, Option<i32>), RemoteError> {
+        assert_eq!(
+            self.mode,
+            InjectMode::Trap,
+            "clone is injected in Trap mode"
+        );
+        self.load(nr, args)?;
+        ptrace::cont(self.pid, 0).map_err(self.ptrace_err("CONT"))?;
+        let stop = ptrace::wait(self.pid).map_err(self.ptrace_err("waitpid"))?;
+        let child = match stop {
+            Stop::Signal { sig, event } if sig == libc::SIGTRAP && event == 0 => None,
+            Stop::Signal { sig, event }
+                if sig == libc::SIGTRAP && event == ptrace::PTRACE_EVENT_CLONE =>
+            {
+                let tid =
+                    ptrace::get_event_msg(self.pid).map_err(self.ptrace_err("GETEVENTMSG"))?;
+                ptrace::cont(self.pid, 0).map_err(self.ptrace_err("CONT"))?;
+                self.wait_for(
+                    what,
+                    |s| matches!(s, Stop::Signal { sig, event: 0 } if sig == libc::SIGTRAP),
+                )?;
+                Some(tid as i32)
+            }
+            other => {
+                return Err(RemoteError::UnexpectedStop {
+                    pid: self.pid,
+                    what: what.to_string(),
+                    stop: other,
+                    rip: ptrace::get_regs(self.pid).map(|r| r.rip).unwrap_or(0),
+                })
+            }
+        };
+        let after = ptrace::get_regs(self.pid).map_err(self.ptrace_err("GETREGS"))?;
+        Ok((after.rax as i64, child))
     }
 
-    fn raw_syscall(&mut self, what: &str, nr: i64, args: &[u64]) -> Result<i64, RemoteError> {
+    /// Points the thread at the syscall instruction with `nr` and `args`
+    /// loaded.
+    fn load(&mut self, nr: i64, args: &[u64]) -> Result<(), RemoteError> {
         assert!(args.len() <= 6, "a syscall has at most six arguments");
         let mut a = [0u64; 6];
         a[..args.len()].copy_from_slice(args);
@@ -194,7 +237,17 @@ impl Remote for Injector {
         if let Some(sp) = self.stack {
             regs.rsp = sp;
         }
-        ptrace::set_regs(self.pid, &regs).map_err(self.ptrace_err("SETREGS"))?;
+        ptrace::set_regs(self.pid, &regs).map_err(self.ptrace_err("SETREGS"))
+    }
+}
+
+impl Remote for Injector {
+    fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    fn raw_syscall(&mut self, what: &str, nr: i64, args: &[u64]) -> Result<i64, RemoteError> {
+        self.load(nr, args)?;
         match self.mode {
             InjectMode::Trap => {
                 ptrace::cont(self.pid, 0).map_err(self.ptrace_err("CONT"))?;

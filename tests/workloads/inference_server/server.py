@@ -1,35 +1,53 @@
 """The example inference server: all-MiniLM-L6-v2 sentence embeddings over
-HTTP, in plain numpy, single-threaded.
+HTTP, in plain numpy.
 
     POST /embed   {"texts": ["...", ...]}  ->  {"embeddings": [[...]], "count": N}
-    GET  /health                           ->  {"ok": true, "requests": N, "pid": PID}
+    GET  /health                           ->  {"ok": true, "requests": N, "heartbeats": H,
+                                                "pid": PID, "threads": T}
 
 count / requests: how many /embed requests this process has answered
 (including the one being answered); it goes on counting across a
-checkpoint/restore, which is how the demo tells a restored process from a
-fresh one.
+checkpoint/restore, which is how a restored process is told from a fresh
+one. heartbeats: ticks of a background thread (every 20 ms), which shows
+that the process's other threads run again after a restore.
 
-Made to be checkpointed by snaprun, whose engine restores single-threaded
-processes only: BLAS runs on one thread, the server is http.server's plain
-HTTPServer (poll(2), no epoll, no threads), and after warm-up the process
-checks that it has exactly one thread and no fds besides stdin/stdout/stderr
-and its listening socket.
+A multi-threaded process, as inference servers are: http.server's
+ThreadingHTTPServer (a thread per request), a heartbeat thread, and
+OpenBLAS's thread pool (`--blas-threads`, default: OpenBLAS's own choice).
+HTTP/1.0, one request per connection, so an idle server holds no connected
+socket, only the listening one.
 
-Run with the project venv:  .venv/bin/python server.py --port 8080 --log server.log
+Run with the project venv:
+    .venv/bin/python server.py --port 8080 --log server.log [--ready-file F]
+--port 0 takes a free port; --ready-file receives {"pid", "port"} (JSON,
+written atomically) once the server answers.
 """
 
 import os
+import sys
 
-# Before numpy is imported: OpenBLAS/OpenMP/MKL start their thread pools at load.
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
+
+def _blas_threads_from_argv():
+    # Before numpy is imported: OpenBLAS/OpenMP/MKL start their pools at load.
+    for i, a in enumerate(sys.argv):
+        if a == "--blas-threads" and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+        if a.startswith("--blas-threads="):
+            return a.split("=", 1)[1]
+    return None
+
+
+_blas = _blas_threads_from_argv()
+if _blas is not None:
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = _blas
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import sys  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 import zlib  # noqa: E402
-from http.server import BaseHTTPRequestHandler, HTTPServer  # noqa: E402
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -91,16 +109,39 @@ class ExtraWeights:
         return float(np.abs(self.w[start : start + EXTRA_SLICE_ROWS] @ emb).sum())
 
 
+HEARTBEAT_S = 0.02
+
+
 class App:
     def __init__(self, model, extra):
         self.model = model
         self.extra = extra
         self.requests = 0
+        self.heartbeats = 0
+        self.lock = threading.Lock()
+
+    def heartbeat(self):
+        while True:
+            time.sleep(HEARTBEAT_S)
+            with self.lock:
+                self.heartbeats += 1
+
+    def health(self):
+        with self.lock:
+            return {
+                "ok": True,
+                "requests": self.requests,
+                "heartbeats": self.heartbeats,
+                "pid": os.getpid(),
+                "threads": thread_count(),
+            }
 
     def embed(self, texts):
         emb = self.model.embed(texts)
-        self.requests += 1
-        out = {"embeddings": emb.tolist(), "count": self.requests}
+        with self.lock:
+            self.requests += 1
+            count = self.requests
+        out = {"embeddings": emb.tolist(), "count": count}
         if self.extra is not None and texts:
             out["extra"] = self.extra.project(texts[0], emb[0])
         return out
@@ -122,8 +163,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         if self.path == "/health":
-            app = self.server.app
-            self._reply(200, {"ok": True, "requests": app.requests, "pid": os.getpid()})
+            self._reply(200, self.server.app.health())
         else:
             self._reply(404, {"error": f"no such endpoint: GET {self.path}"})
 
@@ -161,6 +201,8 @@ def main():
     p.add_argument("--model-dir", default=minilm.default_model_dir(), help="unpacked all-MiniLM-L6-v2 (default: %(default)s)")
     p.add_argument("--size-mb", type=int, default=0, help="extra MiB of random weights used in each request")
     p.add_argument("--log", help="redirect stdin from /dev/null and stdout/stderr to this file")
+    p.add_argument("--ready-file", help="write {pid, port} here (atomically) once serving")
+    p.add_argument("--blas-threads", type=int, help="OpenBLAS/OpenMP threads (default: the library's)")
     args = p.parse_args()
 
     if args.log:
@@ -170,18 +212,21 @@ def main():
     extra = ExtraWeights(args.size_mb, model.hidden) if args.size_mb > 0 else None
     app = App(model, extra)
     model.embed(["warm-up: the first forward pass allocates the work buffers"])
-    server = HTTPServer((args.host, args.port), Handler)
+    server = ThreadingHTTPServer((args.host, args.port), Handler)
+    server.daemon_threads = True
     server.app = app
+    port = server.server_address[1]
+    threading.Thread(target=app.heartbeat, name="heartbeat", daemon=True).start()
 
-    threads = thread_count()
-    if threads != 1:
-        log(f"error: {threads} threads after warm-up, snaprun restores single-threaded processes only")
-        sys.exit(3)
-    fds = open_fds()
     log(
-        f"ready on http://{args.host}:{args.port} in {time.monotonic() - t0:.2f}s "
-        f"(threads={threads}, extra={args.size_mb} MiB, fds={fds})"
+        f"ready on http://{args.host}:{port} in {time.monotonic() - t0:.2f}s "
+        f"(threads={thread_count()}, extra={args.size_mb} MiB, fds={open_fds()})"
     )
+    if args.ready_file:
+        tmp = args.ready_file + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"pid": os.getpid(), "port": port}, f)
+        os.rename(tmp, args.ready_file)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

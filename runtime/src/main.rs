@@ -1,13 +1,18 @@
 //! `snaprun`: checkpoint and restore processes.
 
+mod bench;
 mod inspect;
+mod snapshot_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use snaprun_snapshot::image::{Image, ImageOptions, ImageTarget};
 use snaprun_snapshot::{dump, restore};
+use snaprun_store::{store_dir, RefName, Store};
 
 #[derive(Parser)]
 #[command(
@@ -23,16 +28,45 @@ struct Cli {
     command: Command,
 }
 
+/// Where a checkpoint goes: an image directory or a named snapshot.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct CheckpointTarget {
+    /// Directory to write the snapshot into (created if missing).
+    #[arg(long)]
+    image_path: Option<PathBuf>,
+    /// Name the snapshot NAME:TAG in the store.
+    #[arg(long, value_name = "NAME:TAG")]
+    to: Option<RefName>,
+}
+
+/// Where a restore comes from: an image directory or a named snapshot.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct RestoreSource {
+    /// Directory holding the snapshot.
+    #[arg(long)]
+    image_path: Option<PathBuf>,
+    /// The named snapshot NAME:TAG in the store.
+    #[arg(long, value_name = "NAME:TAG")]
+    from: Option<RefName>,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Checkpoint a running process into an image directory.
+    /// Checkpoint a running process into an image directory or the store.
     Checkpoint {
         /// The process to checkpoint.
         #[arg(long)]
         pid: i32,
-        /// Directory to write the snapshot into (created if missing).
+        #[command(flatten)]
+        target: CheckpointTarget,
+        /// The store directory (default: $SNAPRUN_STORE, else /var/lib/snaprun).
+        #[arg(long, value_name = "DIR")]
+        store: Option<PathBuf>,
+        /// Store chunks uncompressed (faster checkpoint, larger store).
         #[arg(long)]
-        image_path: PathBuf,
+        no_compress: bool,
         /// Resume the process afterwards instead of ending it.
         #[arg(long)]
         leave_running: bool,
@@ -40,11 +74,17 @@ enum Command {
         #[arg(long)]
         timings: bool,
     },
-    /// Restore a process from an image directory; prints its pid.
+    /// Restore a process from an image directory or the store; prints its pid.
     Restore {
-        /// Directory holding the snapshot.
-        #[arg(long)]
-        image_path: PathBuf,
+        #[command(flatten)]
+        source: RestoreSource,
+        /// The store directory (default: $SNAPRUN_STORE, else /var/lib/snaprun).
+        #[arg(long, value_name = "DIR")]
+        store: Option<PathBuf>,
+        /// A remote tier (s3://bucket/prefix, file:///dir) that chunks and
+        /// names missing from the store are read from (and filled into it).
+        #[arg(long, value_name = "URL")]
+        remote: Option<String>,
         /// Write the restored process's pid to this file.
         #[arg(long)]
         pid_file: Option<PathBuf>,
@@ -59,19 +99,12 @@ enum Command {
     /// Work with snapshots.
     Snapshot {
         #[command(subcommand)]
-        command: SnapshotCommand,
+        command: snapshot_cmd::SnapshotCommand,
     },
-}
-
-#[derive(Subcommand)]
-enum SnapshotCommand {
-    /// Print a snapshot's contents for humans (or as JSON).
-    Inspect {
-        /// Directory holding the snapshot.
-        dir: PathBuf,
-        /// Print the full manifest as JSON.
-        #[arg(long)]
-        json: bool,
+    /// Measure things.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
     },
 }
 
@@ -92,26 +125,58 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Checkpoint {
             pid,
-            image_path,
+            target,
+            store,
+            no_compress,
             leave_running,
             timings,
         } => {
-            let report =
-                dump::checkpoint(pid, &image_path, &dump::CheckpointOptions { leave_running })?;
+            let target = match (target.image_path, target.to) {
+                (Some(dir), _) => ImageTarget::Dir(dir),
+                (None, Some(name)) => ImageTarget::Store {
+                    dir: store_dir(store.as_deref()),
+                    name,
+                },
+                (None, None) => unreachable!("clap requires one of --image-path and --to"),
+            };
+            let mut image = ImageOptions::default();
+            if no_compress {
+                image.level = 0;
+            }
+            let opts = dump::CheckpointOptions {
+                leave_running,
+                image,
+            };
+            let report = dump::checkpoint_to(pid, &target, &opts)
+                .with_context(|| format!("checkpoint of pid {pid} to {}", target.describe()))?;
             if timings {
+                let s = report.stored;
                 eprintln!(
-                    "checkpoint of pid {pid}: {} vmas, {} fds, {} bytes of pages",
-                    report.vmas, report.fds, report.pages_bytes
+                    "checkpoint of pid {pid}: {} vmas, {} fds, {} bytes of pages; stored {} new bytes as {}, {} deduplicated, {} zero; root {}",
+                    report.vmas, report.fds, report.pages_bytes, s.new_bytes, s.stored_bytes, s.dedup_bytes, s.zero_bytes, report.root
                 );
                 eprintln!("{}", report.timings);
             }
         }
         Command::Restore {
-            image_path,
+            source,
+            store,
+            remote,
             pid_file,
             new_pidns,
             timings,
         } => {
+            let image = match (source.image_path, source.from) {
+                (Some(dir), _) => Image::open(&dir)?,
+                (None, Some(name)) => {
+                    let mut st = Store::open(&store_dir(store.as_deref()))?;
+                    if let Some(url) = &remote {
+                        st.add_remote(snaprun_store::tier::open_remote(url)?);
+                    }
+                    Image::open_named(Arc::new(st), &name)?
+                }
+                (None, None) => unreachable!("clap requires one of --image-path and --from"),
+            };
             let opts = restore::RestoreOptions {
                 pid_ns: if new_pidns {
                     restore::pidns::PidNsMode::New
@@ -119,7 +184,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     restore::pidns::PidNsMode::Auto
                 },
             };
-            let report = restore::restore(&image_path, &opts)?;
+            let report = restore::restore_from(image, &opts)?;
             if let Some(f) = pid_file {
                 write_pid_file(&f, report.pid)
                     .with_context(|| format!("writing pid file {}", f.display()))?;
@@ -150,16 +215,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             println!("{}", report.pid);
         }
-        Command::Snapshot {
-            command: SnapshotCommand::Inspect { dir, json },
-        } => {
-            let image = snaprun_snapshot::Image::open(&dir)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&image.manifest)?);
-            } else {
-                print!("{}", inspect::summary(&image));
-            }
-        }
+        Command::Snapshot { command } => snapshot_cmd::run(command)?,
+        Command::Bench { command } => bench::run(command)?,
     }
     Ok(())
 }

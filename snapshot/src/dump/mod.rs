@@ -16,7 +16,9 @@ pub mod threads;
 use std::io;
 use std::path::Path;
 
-use crate::image::{ImageError, ImageWriter, Manifest, PagesFile, VmaKind};
+use crate::image::{
+    Digest, ImageError, ImageOptions, ImageTarget, ImageWriter, Manifest, VmaKind, WriteStats,
+};
 use crate::sys::mem::{Pagemap, ProcMem};
 use crate::sys::proc::parse_smaps;
 use crate::sys::remote::{InjectMode, Injector, Remote, RemoteError, Scratch};
@@ -66,6 +68,8 @@ pub enum DumpError {
 pub struct CheckpointOptions {
     /// Resume the process afterwards instead of ending it.
     pub leave_running: bool,
+    /// Chunking and compression of the page data.
+    pub image: ImageOptions,
 }
 
 /// What a checkpoint wrote.
@@ -75,12 +79,25 @@ pub struct CheckpointReport {
     pub vmas: usize,
     pub pages_bytes: u64,
     pub fds: usize,
+    /// What the store kept: new, deduplicated and zero bytes.
+    pub stored: WriteStats,
+    /// The snapshot's root in the store.
+    pub root: Digest,
 }
 
 /// Checkpoints process `pid` into the image directory `dir`.
 pub fn checkpoint(
     pid: i32,
     dir: &Path,
+    opts: &CheckpointOptions,
+) -> Result<CheckpointReport, DumpError> {
+    checkpoint_to(pid, &ImageTarget::Dir(dir.to_path_buf()), opts)
+}
+
+/// Checkpoints process `pid` into an image directory or a named snapshot.
+pub fn checkpoint_to(
+    pid: i32,
+    target: &ImageTarget,
     opts: &CheckpointOptions,
 ) -> Result<CheckpointReport, DumpError> {
     let mut t = Timings::new();
@@ -91,14 +108,16 @@ pub fn checkpoint(
     process::check_checkpointable(pid)?;
     let frozen = FrozenProcess::seize(pid)?;
 
-    let mut writer = ImageWriter::create(dir)?;
+    let mut writer = ImageWriter::open(target, opts.image.clone())?;
+    writer.set_progress(&format!("checkpoint pid {pid}"));
     match dump_frozen(&frozen, &mut writer, &mut t) {
         Ok(manifest) => {
             let vmas = manifest.processes[0].vmas.len();
             let fds = manifest.processes[0].fds.len();
             let pages_bytes = writer.written();
+            let stored = writer.stats();
             t.phase("write");
-            writer.finish(manifest)?;
+            let root = writer.finish(manifest)?;
             t.phase("finish");
             if opts.leave_running {
                 frozen.release()?;
@@ -111,6 +130,8 @@ pub fn checkpoint(
                 vmas,
                 pages_bytes,
                 fds,
+                stored,
+                root,
             })
         }
         Err(e) => {
@@ -201,10 +222,6 @@ fn dump_frozen(
         snaprun_version: env!("CARGO_PKG_VERSION").to_string(),
         kernel: process::kernel_release(),
         processes: vec![proc_image],
-        pages: PagesFile {
-            file: String::new(),
-            size: 0,
-        },
     })
 }
 

@@ -3,6 +3,7 @@
 //! any change that an older reader would misread.
 
 use serde::{Deserialize, Serialize};
+use snaprun_store::ChunkRef;
 
 use crate::sys::Regs;
 
@@ -15,14 +16,6 @@ pub struct Manifest {
     /// `uname -r` of the kernel it was taken on.
     pub kernel: String,
     pub processes: Vec<ProcessImage>,
-    /// The page data file and its size.
-    pub pages: PagesFile,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct PagesFile {
-    pub file: String,
-    pub size: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -186,17 +179,17 @@ fn is_zero(v: &u64) -> bool {
     *v == 0
 }
 
-/// A run of pages of one VMA, stored in the pages file.
+/// A run of pages of one VMA (or a file's content), stored as chunks in
+/// the snapshot store.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PageRun {
     /// Offset of the first page from the VMA's start, in bytes.
     pub vma_offset: u64,
-    /// Length in bytes (a multiple of the page size).
+    /// Length in bytes (a multiple of the page size for memory).
     pub len: u64,
-    /// Where the bytes are in the pages file.
-    pub data_offset: u64,
-    /// BLAKE3 of the bytes, hex: the chunk's name.
-    pub digest: String,
+    /// The chunks covering the run, in order; their lengths add up to
+    /// `len`. A chunk without a digest is all zeros and is not stored.
+    pub chunks: Vec<ChunkRef>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

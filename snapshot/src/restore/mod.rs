@@ -111,6 +111,22 @@ pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<RestoreReport, Resto
     let mut t = Timings::new();
     t.phase("load");
     let image = Image::open(dir)?;
+    restore_image(image, t, opts)
+}
+
+/// Restores an opened snapshot (an image directory or a named snapshot in
+/// a store) and returns once the process runs.
+pub fn restore_from(image: Image, opts: &RestoreOptions) -> Result<RestoreReport, RestoreError> {
+    let mut t = Timings::new();
+    t.phase("load");
+    restore_image(image, t, opts)
+}
+
+fn restore_image(
+    image: Image,
+    mut t: Timings,
+    opts: &RestoreOptions,
+) -> Result<RestoreReport, RestoreError> {
     let p = &image.manifest.processes[0];
     let thread = match p.threads.first() {
         Some(t) if t.tid == p.pid => t,

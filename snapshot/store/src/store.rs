@@ -12,7 +12,7 @@ use crate::lock::StoreLock;
 use crate::pack::{self, IndexEntry, PackBuilder, SealedPack};
 use crate::refs::RefName;
 use crate::root::{self, Root};
-use crate::tier::{DiskTier, RamTier, Tier};
+use crate::tier::{DiskTier, RamTier, Tier, TierError};
 use crate::{ChunkFailure, Digest, StoreError};
 
 /// The store used when neither `--store` nor `SNAPRUN_STORE` names one.
@@ -160,7 +160,15 @@ impl Slot {
         let stored = match self.tier.get_range(&key, e.offset, e.stored_len as u64) {
             Ok(Some(s)) => s,
             Ok(None) => return Err(format!("missing: pack {} is gone", loc.pack.short())),
-            Err(err) => return Err(err.to_string()),
+            Err(TierError::Range { size, .. }) => {
+                return Err(format!(
+                    "corrupt: pack {} is truncated ({size} bytes, the chunk is at {}+{})",
+                    loc.pack.short(),
+                    e.offset,
+                    e.stored_len
+                ))
+            }
+            Err(err) => return Err(format!("read error: {err}")),
         };
         let data = chunk::decode(e.codec, &stored, e.len as usize)
             .map_err(|r| format!("corrupt in pack {}: {r}", loc.pack.short()))?;
@@ -472,9 +480,18 @@ impl Store {
 
     /// The uncompressed length of a chunk, from the first tier indexing it.
     pub fn chunk_len(&self, digest: &Digest) -> Option<u64> {
-        self.slots
-            .iter()
-            .find_map(|s| s.index().ok()?.get(digest).map(|l| l.entry.len as u64))
+        self.chunk_sizes(digest).map(|(len, _)| len)
+    }
+
+    /// `(uncompressed, stored)` bytes of a chunk, from the first tier
+    /// indexing it.
+    pub fn chunk_sizes(&self, digest: &Digest) -> Option<(u64, u64)> {
+        self.slots.iter().find_map(|s| {
+            s.index()
+                .ok()?
+                .get(digest)
+                .map(|l| (l.entry.len as u64, l.entry.stored_len as u64))
+        })
     }
 }
 

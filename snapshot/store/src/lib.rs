@@ -16,6 +16,8 @@ pub mod progress;
 pub mod refs;
 pub mod root;
 mod store;
+#[cfg(all(feature = "testing", feature = "s3"))]
+pub mod testing;
 pub mod tier;
 pub mod transfer;
 mod writer;

@@ -1,112 +1,14 @@
 //! The S3 tier against a real S3-compatible server (s3s-fs, installed by
 //! scripts/setup.sh) started on loopback by this harness.
 
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use snaprun_store::tier::{S3Config, S3Tier, Tier};
+use snaprun_store::testing::{S3Server, BUCKET};
+use snaprun_store::tier::Tier;
 use snaprun_store::{pull, push, ChunkRef, RefName, SnapshotWriter, Store, StoreOptions};
 
-const BUCKET: &str = "snaps";
 const PREFIX: &str = "ci/store";
-
-/// A running s3s-fs; killed when dropped.
-struct S3Server {
-    child: Child,
-    endpoint: String,
-    root: tempfile::TempDir,
-}
-
-impl S3Server {
-    // The child is waited for in Drop; clippy cannot see that.
-    #[allow(clippy::zombie_processes)]
-    fn start() -> Self {
-        let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir(root.path().join(BUCKET)).unwrap();
-        let log = root.path().join("server.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new("s3s-fs");
-        cmd.args(["--host", "127.0.0.1", "--port", "0"])
-            .args([
-                "--access-key",
-                "snaprun-test",
-                "--secret-key",
-                "snaprun-secret",
-            ])
-            .arg(root.path())
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out);
-        // SAFETY: close_range is async-signal-safe; it only closes fds the
-        // child inherited beyond stdio (the tool shell leaks some).
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
-                Ok(())
-            });
-        }
-        let mut child = cmd
-            .spawn()
-            .expect("s3s-fs not found: run `bash scripts/setup.sh` (cargo install s3s-fs@0.14.1)");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(i) = text.find("server is running at ") {
-                let rest = &text[i + "server is running at ".len()..];
-                let url: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-                return Self {
-                    child,
-                    endpoint: url,
-                    root,
-                };
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("s3s-fs did not start: {text}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn tier(&self) -> Arc<dyn Tier> {
-        Arc::new(
-            S3Tier::new(S3Config {
-                bucket: BUCKET.into(),
-                prefix: PREFIX.into(),
-                endpoint: Some(self.endpoint.clone()),
-                region: "us-east-1".into(),
-                access_key: "snaprun-test".into(),
-                secret_key: "snaprun-secret".into(),
-                session_token: None,
-                max_attempts: 3,
-            })
-            .unwrap(),
-        )
-    }
-
-    /// The files s3s-fs keeps the pack objects in.
-    fn pack_files(&self) -> Vec<PathBuf> {
-        let dir = self.root.path().join(BUCKET).join(PREFIX).join("packs");
-        std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "pack"))
-            .collect()
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn opts() -> StoreOptions {
     StoreOptions {
@@ -154,21 +56,21 @@ fn s3_round_trip_moves_only_missing_chunks() {
     let a_dir = tempfile::tempdir().unwrap();
     let bytes = data(1, 3 << 20);
     let (a, refs) = snapshot(a_dir.path(), &bytes);
-    let first = push(&a, &name(), s3.tier()).unwrap();
+    let first = push(&a, &name(), s3.tier(PREFIX)).unwrap();
     assert!(
         first.copied_chunks > 0 && first.copied_bytes > 0,
         "{first:?}"
     );
-    assert_eq!(push(&a, &name(), s3.tier()).unwrap().copied_chunks, 0);
+    assert_eq!(push(&a, &name(), s3.tier(PREFIX)).unwrap().copied_chunks, 0);
 
     let b_dir = tempfile::tempdir().unwrap();
     let b = Store::open_with(b_dir.path(), opts()).unwrap();
-    let pulled = pull(&b, &name(), s3.tier()).unwrap();
+    let pulled = pull(&b, &name(), s3.tier(PREFIX)).unwrap();
     assert_eq!(pulled.copied_chunks, first.copied_chunks);
     assert_eq!(b.resolve(&name()).unwrap(), a.resolve(&name()).unwrap());
     assert_eq!(b.open_snapshot(&name()).unwrap().1.manifest, b"{\"m\":1}");
     assert_eq!(read(&b, &refs).unwrap(), bytes);
-    assert_eq!(pull(&b, &name(), s3.tier()).unwrap().copied_chunks, 0);
+    assert_eq!(pull(&b, &name(), s3.tier(PREFIX)).unwrap().copied_chunks, 0);
 
     // A second snapshot sharing half its bytes pushes only the new half.
     let mut more = bytes[..bytes.len() / 2].to_vec();
@@ -176,7 +78,7 @@ fn s3_round_trip_moves_only_missing_chunks() {
     let mut w = SnapshotWriter::new(a.clone()).unwrap();
     w.add(0, &more).unwrap();
     w.commit(b"{}", Some(&"model:v2".parse().unwrap())).unwrap();
-    let second = push(&a, &"model:v2".parse().unwrap(), s3.tier()).unwrap();
+    let second = push(&a, &"model:v2".parse().unwrap(), s3.tier(PREFIX)).unwrap();
     assert!(second.copied_chunks * 2 <= second.chunks + 1, "{second:?}");
 }
 
@@ -186,12 +88,12 @@ fn s3_reads_fall_through_fill_and_report_corrupt_and_missing_chunks() {
     let a_dir = tempfile::tempdir().unwrap();
     let bytes = data(3, 1 << 20);
     let (a, refs) = snapshot(a_dir.path(), &bytes);
-    push(&a, &name(), s3.tier()).unwrap();
+    push(&a, &name(), s3.tier(PREFIX)).unwrap();
 
     // An empty home with S3 behind it: reads fall through and fill.
     let home_dir = tempfile::tempdir().unwrap();
     let mut home = Store::open_with(home_dir.path(), opts()).unwrap();
-    home.add_remote(s3.tier());
+    home.add_remote(s3.tier(PREFIX));
     assert_eq!(home.resolve(&name()).unwrap(), a.resolve(&name()).unwrap());
     let d = refs[0].digest.unwrap();
     assert!(!home.has_chunk(&d).unwrap());
@@ -202,7 +104,7 @@ fn s3_reads_fall_through_fill_and_report_corrupt_and_missing_chunks() {
     drop(home);
 
     // Corrupt in S3: a fresh home reports the S3 tier and the digest.
-    let packs = s3.pack_files();
+    let packs = s3.pack_files(PREFIX);
     assert!(!packs.is_empty());
     for p in &packs {
         let mut b = std::fs::read(p).unwrap();
@@ -212,7 +114,7 @@ fn s3_reads_fall_through_fill_and_report_corrupt_and_missing_chunks() {
     }
     let fresh_dir = tempfile::tempdir().unwrap();
     let mut fresh = Store::open_with(fresh_dir.path(), opts()).unwrap();
-    fresh.add_remote(s3.tier());
+    fresh.add_remote(s3.tier(PREFIX));
     let err = read(&fresh, &refs).unwrap_err().to_string();
     assert!(err.contains("snapshot model:v1: chunk "), "{err}");
     assert!(
@@ -229,7 +131,7 @@ fn s3_reads_fall_through_fill_and_report_corrupt_and_missing_chunks() {
     }
     let gone_dir = tempfile::tempdir().unwrap();
     let mut gone = Store::open_with(gone_dir.path(), opts()).unwrap();
-    gone.add_remote(s3.tier());
+    gone.add_remote(s3.tier(PREFIX));
     let err = read(&gone, &refs).unwrap_err().to_string();
     assert!(
         err.contains(&format!("s3 s3://{BUCKET}/{PREFIX}: missing")),
@@ -244,7 +146,7 @@ fn s3_reads_fall_through_fill_and_report_corrupt_and_missing_chunks() {
 #[test]
 fn s3_objects_round_trip_through_the_tier() {
     let s3 = S3Server::start();
-    let t = s3.tier();
+    let t = s3.tier(PREFIX);
     assert_eq!(t.get("refs/a/b").unwrap(), None);
     assert!(!t.has("refs/a/b").unwrap());
     t.put("refs/a/b", b"0123456789").unwrap();

@@ -95,6 +95,15 @@ for comp in rustfmt clippy; do
     fi
 done
 
+# --- Rust tools the tests run ---------------------------------------------------
+# s3s-fs: the S3-compatible server the store's S3 tests start on loopback
+# (0.14.1: later releases need a newer rustc than the project's minimum).
+S3S_FS_VERSION=0.14.1
+if ! command -v s3s-fs >/dev/null || [[ $(s3s-fs --version 2>/dev/null) != *"$S3S_FS_VERSION"* ]]; then
+    say "installing s3s-fs $S3S_FS_VERSION (cargo install)"
+    run "cargo install s3s-fs" cargo install "s3s-fs@$S3S_FS_VERSION" --features binary --locked
+fi
+
 # --- Python venv ---------------------------------------------------------------
 [[ -f $REQUIREMENTS ]] || die "missing $REQUIREMENTS"
 

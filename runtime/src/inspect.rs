@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use snaprun_snapshot::image::{Image, VmaKind};
+use snaprun_snapshot::image::{FileKind, Image, VmaKind};
 
 fn prot(p: u32) -> String {
     let bit = |b: i32, c: char| if p & b as u32 != 0 { c } else { '-' };
@@ -35,18 +35,65 @@ fn mib(b: u64) -> String {
     format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
 }
 
+/// The chunks every run references: how many, how many distinct, data,
+/// zero and stored bytes.
+fn chunks_line(image: &Image) -> String {
+    let mut all = 0u64;
+    let mut data = 0u64;
+    let mut zero = 0u64;
+    let mut distinct = std::collections::HashSet::new();
+    let runs = image.manifest.processes.iter().flat_map(|p| {
+        p.vmas
+            .iter()
+            .flat_map(|v| v.runs.iter())
+            .chain(p.files.iter().filter_map(|f| match &f.kind {
+                FileKind::Pipe { data, .. } | FileKind::Deleted { data, .. } => data.as_ref(),
+                _ => None,
+            }))
+    });
+    for r in runs {
+        for c in &r.chunks {
+            all += 1;
+            data += c.len;
+            match c.digest {
+                Some(d) => {
+                    distinct.insert(d);
+                }
+                None => zero += c.len,
+            }
+        }
+    }
+    let stored: u64 = distinct
+        .iter()
+        .filter_map(|d| image.store().chunk_sizes(d))
+        .map(|(_, s)| s)
+        .sum();
+    let root = image
+        .root
+        .map(|r| format!(", root {}", r.short()))
+        .unwrap_or_default();
+    format!(
+        "store {}{root}: {all} chunks ({} distinct), {} of data, {} zero, {} stored",
+        image.dir.display(),
+        distinct.len(),
+        mib(data),
+        mib(zero),
+        mib(stored)
+    )
+}
+
 pub fn summary(image: &Image) -> String {
     let m = &image.manifest;
     let mut s = String::new();
     let _ = writeln!(
         s,
         "snapshot {} (format {}, kernel {}, snaprun {})",
-        image.dir.display(),
+        image.label,
         snaprun_snapshot::image::FORMAT_VERSION,
         m.kernel,
         m.snaprun_version
     );
-    let _ = writeln!(s, "pages file {}: {}", m.pages.file, mib(m.pages.size));
+    let _ = writeln!(s, "{}", chunks_line(image));
     for p in &m.processes {
         let mapped: u64 = p.vmas.iter().map(|v| v.len()).sum();
         let dumped: u64 = p.vmas.iter().map(|v| v.dumped_bytes()).sum();

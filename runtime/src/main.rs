@@ -1,17 +1,22 @@
 //! `snaprun`: checkpoint and restore processes; an OCI runtime with runc's
 //! command line (docs/oci.md).
 
+mod bench;
 mod inspect;
 mod logging;
 mod oci_cli;
+mod snapshot_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use snaprun_runtime::oci;
+use snaprun_snapshot::image::{Image, ImageOptions, ImageTarget};
 use snaprun_snapshot::{dump, restore};
+use snaprun_store::{store_dir, RefName, Store};
 
 #[derive(Parser)]
 #[command(
@@ -43,17 +48,47 @@ struct Cli {
     command: Command,
 }
 
+/// Where a checkpoint goes: an image directory or a named snapshot.
+#[derive(clap::Args)]
+#[group(required = false, multiple = false)]
+struct CheckpointTarget {
+    /// Directory to write the snapshot into (created if missing).
+    #[arg(long)]
+    image_path: Option<PathBuf>,
+    /// Name the snapshot NAME:TAG in the store.
+    #[arg(long, value_name = "NAME:TAG")]
+    to: Option<RefName>,
+}
+
+/// Where a restore comes from: an image directory or a named snapshot.
+#[derive(clap::Args)]
+#[group(required = false, multiple = false)]
+struct RestoreSource {
+    /// Directory holding the snapshot.
+    #[arg(long)]
+    image_path: Option<PathBuf>,
+    /// The named snapshot NAME:TAG in the store.
+    #[arg(long, value_name = "NAME:TAG")]
+    from: Option<RefName>,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Checkpoint a running process (--pid) into an image directory; a
-    /// container (by ID) is not implemented yet.
+    /// Checkpoint a running process (--pid, with its descendants) into an
+    /// image directory or the store; a container (by ID) is not
+    /// implemented yet.
     Checkpoint {
         /// The process to checkpoint.
         #[arg(long)]
         pid: Option<i32>,
-        /// Directory to write the snapshot into (created if missing).
+        #[command(flatten)]
+        target: CheckpointTarget,
+        /// The store directory (default: $SNAPRUN_STORE, else /var/lib/snaprun).
+        #[arg(long, value_name = "DIR")]
+        store: Option<PathBuf>,
+        /// Store chunks uncompressed (faster checkpoint, larger store).
         #[arg(long)]
-        image_path: Option<PathBuf>,
+        no_compress: bool,
         /// Resume the process afterwards instead of ending it.
         #[arg(long)]
         leave_running: bool,
@@ -67,12 +102,19 @@ enum Command {
         /// A container to checkpoint (not implemented yet).
         id: Option<String>,
     },
-    /// Restore a process from an image directory and print its pid; a
-    /// container (by ID, with --bundle) is not implemented yet.
+    /// Restore a process (tree) from an image directory or the store and
+    /// print its pid; a container (by ID, with --bundle) is not implemented
+    /// yet.
     Restore {
-        /// Directory holding the snapshot.
-        #[arg(long)]
-        image_path: Option<PathBuf>,
+        #[command(flatten)]
+        source: RestoreSource,
+        /// The store directory (default: $SNAPRUN_STORE, else /var/lib/snaprun).
+        #[arg(long, value_name = "DIR")]
+        store: Option<PathBuf>,
+        /// A remote tier (s3://bucket/prefix, file:///dir) that chunks and
+        /// names missing from the store are read from (and filled into it).
+        #[arg(long, value_name = "URL")]
+        remote: Option<String>,
         /// Write the restored process's pid to this file.
         #[arg(long)]
         pid_file: Option<PathBuf>,
@@ -95,7 +137,12 @@ enum Command {
     /// Work with snapshots.
     Snapshot {
         #[command(subcommand)]
-        command: SnapshotCommand,
+        command: snapshot_cmd::SnapshotCommand,
+    },
+    /// Measure things.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
     },
     /// Create a container from a bundle; its init waits for `start`.
     Create(oci_cli::CreateArgs),
@@ -157,18 +204,6 @@ enum Command {
     },
 }
 
-#[derive(Subcommand)]
-enum SnapshotCommand {
-    /// Print a snapshot's contents for humans (or as JSON).
-    Inspect {
-        /// Directory holding the snapshot.
-        dir: PathBuf,
-        /// Print the full manifest as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
 /// What the command ends with: success, or the exit code of a container
 /// process (`run`, `exec`).
 fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -176,7 +211,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Checkpoint {
             pid,
-            image_path,
+            target,
+            store,
+            no_compress,
             leave_running,
             tcp_close,
             timings,
@@ -187,24 +224,43 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     oci::Error::NotImplemented(format!("checkpoint of container {id}")).into(),
                 );
             }
-            let (Some(pid), Some(image_path)) = (pid, image_path) else {
-                bail!("checkpoint needs --pid and --image-path (or a container ID)");
+            let target = match (target.image_path, target.to) {
+                (Some(dir), _) => ImageTarget::Dir(dir),
+                (None, Some(name)) => ImageTarget::Store {
+                    dir: store_dir(store.as_deref()),
+                    name,
+                },
+                (None, None) => {
+                    bail!("checkpoint needs --image-path DIR or --to NAME:TAG (or a container ID)")
+                }
             };
+            let Some(pid) = pid else {
+                bail!("checkpoint needs --pid (or a container ID)");
+            };
+            let mut image = ImageOptions::default();
+            if no_compress {
+                image.level = 0;
+            }
             let opts = dump::CheckpointOptions {
                 leave_running,
                 tcp_close,
+                image,
             };
-            let report = dump::checkpoint(pid, &image_path, &opts)?;
+            let report = dump::checkpoint_to(pid, &target, &opts)
+                .with_context(|| format!("checkpoint of pid {pid} to {}", target.describe()))?;
             if timings {
+                let s = report.stored;
                 eprintln!(
-                    "checkpoint of pid {pid}: {} processes, {} threads, {} vmas, {} fds, {} bytes of pages",
-                    report.processes, report.threads, report.vmas, report.fds, report.pages_bytes
+                    "checkpoint of pid {pid}: {} processes, {} threads, {} vmas, {} fds, {} bytes of pages; stored {} new bytes as {}, {} deduplicated, {} zero; root {}",
+                    report.processes, report.threads, report.vmas, report.fds, report.pages_bytes, s.new_bytes, s.stored_bytes, s.dedup_bytes, s.zero_bytes, report.root
                 );
                 eprintln!("{}", report.timings);
             }
         }
         Command::Restore {
-            image_path,
+            source,
+            store,
+            remote,
             pid_file,
             new_pidns,
             timings,
@@ -217,8 +273,18 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     oci::Error::NotImplemented(format!("restore of container {id}")).into(),
                 );
             }
-            let Some(image_path) = image_path else {
-                bail!("restore needs --image-path (or a container ID)");
+            let image = match (source.image_path, source.from) {
+                (Some(dir), _) => Image::open(&dir)?,
+                (None, Some(name)) => {
+                    let mut st = Store::open(&store_dir(store.as_deref()))?;
+                    if let Some(url) = &remote {
+                        st.add_remote(snaprun_store::tier::open_remote(url)?);
+                    }
+                    Image::open_named(Arc::new(st), &name)?
+                }
+                (None, None) => {
+                    bail!("restore needs --image-path DIR or --from NAME:TAG (or a container ID)")
+                }
             };
             let opts = restore::RestoreOptions {
                 pid_ns: if new_pidns {
@@ -227,7 +293,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     restore::pidns::PidNsMode::Auto
                 },
             };
-            let report = restore::restore(&image_path, &opts)?;
+            let report = restore::restore_from(image, &opts)?;
             if let Some(f) = pid_file {
                 write_pid_file(&f, report.pid)
                     .with_context(|| format!("writing pid file {}", f.display()))?;
@@ -258,16 +324,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             println!("{}", report.pid);
         }
-        Command::Snapshot {
-            command: SnapshotCommand::Inspect { dir, json },
-        } => {
-            let image = snaprun_snapshot::Image::open(&dir)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&image.manifest)?);
-            } else {
-                print!("{}", inspect::summary(&image));
-            }
-        }
+        Command::Snapshot { command } => snapshot_cmd::run(command)?,
+        Command::Bench { command } => bench::run(command)?,
         Command::Create(a) => oci_cli::create(root, &a)?,
         Command::Start { id } => oci::start::start(root, &id)?,
         Command::Run(a) => return Ok(exit_code(oci_cli::run(root, &a)?)),

@@ -62,11 +62,15 @@ const CORRUPT_WORDS: &[&str] = &[
     "pages.img",
 ];
 
-/// The pages file the manifest names (`pages-*.img`).
+/// The largest pack file of the image directory (`packs/<id>.pack`, see
+/// docs/store.md): where the page data is.
 fn pages_file(img: &std::path::Path) -> std::path::PathBuf {
-    let text = std::fs::read_to_string(img.join("manifest.json")).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    img.join(v["manifest"]["pages"]["file"].as_str().unwrap())
+    fs::read_dir(img.join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+        .max_by_key(|p| file_len(p))
+        .expect("the image has a pack file")
 }
 
 /// One byte flipped in the middle of the pages file.

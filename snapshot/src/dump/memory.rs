@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 
-use crate::image::{FileRef, ImageWriter, PageRun, Vma, VmaAdvice, VmaKind};
+use crate::image::{FileRef, ImageWriter, Vma, VmaAdvice, VmaKind};
 use crate::sys::mem::{Pagemap, ProcMem};
 use crate::sys::proc::MapEntry;
 use crate::sys::PAGE_SIZE;
@@ -252,9 +252,7 @@ pub fn dump_vma(
         read_pages(pid, m, kind, mem, addr, &mut buf)?;
         for (p, n) in nonzero_runs(&buf, skip_zero) {
             let bytes = &buf[p * PAGE_SIZE as usize..(p + n) * PAGE_SIZE as usize];
-            let mut run: PageRun = writer.add(bytes)?;
-            run.vma_offset = (first + p as u64) * PAGE_SIZE;
-            runs.push(run);
+            runs.push(writer.add_at((first + p as u64) * PAGE_SIZE, bytes)?);
         }
     }
     Ok(Vma {

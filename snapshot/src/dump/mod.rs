@@ -17,7 +17,10 @@ pub mod tree;
 use std::io;
 use std::path::Path;
 
-use crate::image::{ImageError, ImageWriter, Manifest, PagesFile, ProcessImage, VmaKind};
+use crate::image::{
+    Digest, ImageError, ImageOptions, ImageTarget, ImageWriter, Manifest, ProcessImage, VmaKind,
+    WriteStats,
+};
 use crate::sys::mem::{Pagemap, ProcMem};
 use crate::sys::proc::parse_smaps;
 use crate::sys::remote::{InjectMode, Injector, Remote, RemoteError, Scratch};
@@ -70,6 +73,8 @@ pub struct CheckpointOptions {
     pub leave_running: bool,
     /// Keep open TCP connections as closed ones instead of refusing them.
     pub tcp_close: bool,
+    /// Chunking and compression of the page data.
+    pub image: ImageOptions,
 }
 
 /// What a checkpoint wrote.
@@ -83,12 +88,25 @@ pub struct CheckpointReport {
     pub vmas: usize,
     pub pages_bytes: u64,
     pub fds: usize,
+    /// What the store kept: new, deduplicated and zero bytes.
+    pub stored: WriteStats,
+    /// The snapshot's root in the store.
+    pub root: Digest,
 }
 
 /// Checkpoints process `pid` into the image directory `dir`.
 pub fn checkpoint(
     pid: i32,
     dir: &Path,
+    opts: &CheckpointOptions,
+) -> Result<CheckpointReport, DumpError> {
+    checkpoint_to(pid, &ImageTarget::Dir(dir.to_path_buf()), opts)
+}
+
+/// Checkpoints process `pid` into an image directory or a named snapshot.
+pub fn checkpoint_to(
+    pid: i32,
+    target: &ImageTarget,
     opts: &CheckpointOptions,
 ) -> Result<CheckpointReport, DumpError> {
     let mut t = Timings::new();
@@ -98,7 +116,8 @@ pub fn checkpoint(
     }
     let tree = FrozenTree::seize(pid)?;
 
-    let mut writer = ImageWriter::create(dir)?;
+    let mut writer = ImageWriter::open(target, opts.image.clone())?;
+    writer.set_progress(&format!("checkpoint pid {pid}"));
     match dump_tree(&tree, &mut writer, &mut t, opts) {
         Ok(manifest) => {
             let vmas = manifest.processes.iter().map(|p| p.vmas.len()).sum();
@@ -106,8 +125,9 @@ pub fn checkpoint(
             let processes = manifest.processes.len();
             let threads = manifest.processes.iter().map(|p| p.threads.len()).sum();
             let pages_bytes = writer.written();
+            let stored = writer.stats();
             t.phase("write");
-            writer.finish(manifest)?;
+            let root = writer.finish(manifest)?;
             t.phase("finish");
             if opts.leave_running {
                 tree.release()?;
@@ -122,6 +142,8 @@ pub fn checkpoint(
                 vmas,
                 pages_bytes,
                 fds,
+                stored,
+                root,
             })
         }
         Err(e) => {
@@ -172,10 +194,6 @@ fn dump_tree(
         kernel: process::kernel_release(),
         processes,
         zombies: tree.zombies.clone(),
-        pages: PagesFile {
-            file: String::new(),
-            size: 0,
-        },
     })
 }
 

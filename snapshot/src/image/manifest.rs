@@ -3,6 +3,7 @@
 //! any change that an older reader would misread.
 
 use serde::{Deserialize, Serialize};
+use snaprun_store::ChunkRef;
 
 use super::socket::{InetSocket, UnixSocket};
 use crate::sys::Regs;
@@ -21,8 +22,6 @@ pub struct Manifest {
     /// Children of the tree that had exited but were not reaped yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub zombies: Vec<Zombie>,
-    /// The page data file and its size.
-    pub pages: PagesFile,
 }
 
 /// A child that had exited and was not reaped by its parent yet.
@@ -34,12 +33,6 @@ pub struct Zombie {
     pub sid: i32,
     /// As `waitpid` reports it (exit code << 8, or the signal).
     pub exit_status: i32,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct PagesFile {
-    pub file: String,
-    pub size: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -232,17 +225,17 @@ fn is_zero(v: &u64) -> bool {
     *v == 0
 }
 
-/// A run of pages of one VMA, stored in the pages file.
+/// A run of pages of one VMA (or a file's content), stored as chunks in
+/// the snapshot store.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PageRun {
     /// Offset of the first page from the VMA's start, in bytes.
     pub vma_offset: u64,
-    /// Length in bytes (a multiple of the page size).
+    /// Length in bytes (a multiple of the page size for memory).
     pub len: u64,
-    /// Where the bytes are in the pages file.
-    pub data_offset: u64,
-    /// BLAKE3 of the bytes, hex: the chunk's name.
-    pub digest: String,
+    /// The chunks covering the run, in order; their lengths add up to
+    /// `len`. A chunk without a digest is all zeros and is not stored.
+    pub chunks: Vec<ChunkRef>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

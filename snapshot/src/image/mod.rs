@@ -1,32 +1,41 @@
-//! The snapshot image on disk: a checksummed, versioned manifest
-//! (`manifest.json`) and a pages file holding the dumped bytes, each run
-//! named and verified by its BLAKE3 digest.
+//! The snapshot image: a checksummed, versioned manifest whose page runs
+//! are lists of chunks in the snapshot store (`snaprun-store`). The engine
+//! writes and reads page data only through this module, and this module
+//! only through the store's API (`SnapshotWriter::add`/`commit`,
+//! `Store::read_chunks`).
 //!
-//! Crash safety: the pages file is written under a new name, synced, then
-//! the manifest is written to a temporary file, synced and renamed over
-//! `manifest.json`, and the directory synced. Until that rename the
-//! previous snapshot in the directory (its manifest and its pages file) is
-//! untouched; stale pages files are removed only afterwards.
+//! Where a snapshot lives ([`ImageTarget`]):
+//! - a store and a name (`--to NAME:TAG`): the envelope is the root's
+//!   manifest bytes, the name the ref;
+//! - an image directory (`--image-path DIR`): DIR is a store of its own,
+//!   holding one snapshot; `DIR/manifest.json` is the envelope, written
+//!   last (temp file, fsync, rename), and the chunks of the snapshot it
+//!   replaced are collected after it is in place.
 
 mod manifest;
 mod socket;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use manifest::*;
+use snaprun_store::chunk::MAX_CHUNK_SIZE;
+pub use snaprun_store::{ChunkRef, Digest, RefName, Store, StoreError, WriteStats};
+use snaprun_store::{SnapshotWriter, StoreOptions};
 pub use socket::*;
 
 /// Identifies a snaprun manifest.
 pub const MAGIC: &str = "snaprun-snapshot";
 /// The format version this build writes and reads. Independent of the
 /// release version.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// Manifests larger than this are refused before parsing.
 pub const MANIFEST_MAX: u64 = 256 << 20;
+/// The ref an image directory keeps its one snapshot under.
+pub const DIR_REF: &str = "image:latest";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -38,19 +47,15 @@ pub enum ImageError {
     BadManifest { path: PathBuf, reason: String },
     #[error("{path}: format version {found} is not supported (this snaprun reads version {FORMAT_VERSION})")]
     Version { path: PathBuf, found: u32 },
-    #[error("{path}: truncated: {size} bytes, the manifest says {expected}")]
-    Truncated {
-        path: PathBuf,
-        size: u64,
-        expected: u64,
-    },
-    #[error("{path}: corrupt chunk {digest} at offset {offset} (+{len}): content does not match its digest")]
-    CorruptChunk {
-        path: PathBuf,
-        digest: String,
-        offset: u64,
+    #[error("{snapshot}: run at +{vma_offset:#x}: read {got} bytes, the manifest says {len}")]
+    ShortRun {
+        snapshot: String,
+        vma_offset: u64,
+        got: u64,
         len: u64,
     },
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ImageError + '_ {
@@ -74,119 +79,187 @@ fn manifest_checksum(manifest: &Manifest) -> String {
     format!("blake3:{}", blake3::hash(&canonical).to_hex())
 }
 
-/// Writes a new snapshot into a directory.
+/// The envelope's bytes: what `manifest.json` and a store root hold.
+pub fn envelope_bytes(manifest: &Manifest) -> Vec<u8> {
+    let envelope = Envelope {
+        magic: MAGIC.to_string(),
+        format_version: FORMAT_VERSION,
+        checksum: manifest_checksum(manifest),
+        manifest: serde_json::to_value(manifest).expect("manifest serializes"),
+    };
+    serde_json::to_vec_pretty(&envelope).expect("envelope serializes")
+}
+
+/// Parses and checks an envelope; `path` names it in errors.
+pub fn parse_envelope(text: &[u8], path: &Path) -> Result<Manifest, ImageError> {
+    let bad = |reason: String| ImageError::BadManifest {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if text.len() as u64 > MANIFEST_MAX {
+        return Err(bad(format!(
+            "{} bytes is over the {MANIFEST_MAX} byte cap",
+            text.len()
+        )));
+    }
+    let envelope: Envelope =
+        serde_json::from_slice(text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+    if envelope.magic != MAGIC {
+        return Err(bad(format!("magic is {:?}, not {MAGIC:?}", envelope.magic)));
+    }
+    if envelope.format_version != FORMAT_VERSION {
+        return Err(ImageError::Version {
+            path: path.to_path_buf(),
+            found: envelope.format_version,
+        });
+    }
+    let manifest: Manifest = serde_json::from_value(envelope.manifest)
+        .map_err(|e| bad(format!("does not match format {FORMAT_VERSION}: {e}")))?;
+    let sum = manifest_checksum(&manifest);
+    if sum != envelope.checksum {
+        return Err(bad(format!(
+            "checksum mismatch (recorded {}, computed {sum})",
+            envelope.checksum
+        )));
+    }
+    validate(&manifest).map_err(bad)?;
+    Ok(manifest)
+}
+
+/// Where a checkpoint goes, or a restore comes from.
+#[derive(Clone, Debug)]
+pub enum ImageTarget {
+    /// An image directory (`--image-path DIR`).
+    Dir(PathBuf),
+    /// A named snapshot in a store (`--to`/`--from NAME:TAG [--store DIR]`).
+    Store { dir: PathBuf, name: RefName },
+}
+
+impl ImageTarget {
+    /// For messages: the directory, or `NAME:TAG in STORE`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Dir(d) => d.display().to_string(),
+            Self::Store { dir, name } => format!("{name} in {}", dir.display()),
+        }
+    }
+}
+
+/// Store options the engine uses (chunking, compression level).
+pub type ImageOptions = StoreOptions;
+
+/// Writes a new snapshot.
 pub struct ImageWriter {
-    dir: PathBuf,
-    pages_name: String,
-    pages_tmp: PathBuf,
-    pages: File,
-    offset: u64,
+    target: ImageTarget,
+    writer: SnapshotWriter,
 }
 
 impl ImageWriter {
+    /// Starts a snapshot in an image directory (created if missing).
     pub fn create(dir: &Path) -> Result<Self, ImageError> {
+        Self::open(
+            &ImageTarget::Dir(dir.to_path_buf()),
+            StoreOptions::default(),
+        )
+    }
+
+    /// Starts a snapshot at `target`.
+    pub fn open(target: &ImageTarget, opts: ImageOptions) -> Result<Self, ImageError> {
+        let dir = match target {
+            ImageTarget::Dir(d) | ImageTarget::Store { dir: d, .. } => d,
+        };
         fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        let pages_name = format!("pages-{stamp:x}-{}.img", std::process::id());
-        let pages_tmp = dir.join(format!("{pages_name}.tmp"));
-        let pages = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&pages_tmp)
-            .map_err(io_err(&pages_tmp))?;
+        let store = Arc::new(Store::open_with(dir, opts)?);
         Ok(Self {
-            dir: dir.to_path_buf(),
-            pages_name,
-            pages_tmp,
-            pages,
-            offset: 0,
+            target: target.clone(),
+            writer: SnapshotWriter::new(store)?,
         })
     }
 
-    /// Appends bytes to the pages file and returns where they are and
-    /// their digest. `vma_offset` is left 0 for the caller to set.
+    /// Stores bytes that are not part of a mapping (pipe buffers, ghost
+    /// files); `vma_offset` is left 0.
     pub fn add(&mut self, data: &[u8]) -> Result<PageRun, ImageError> {
-        self.pages
-            .write_all(data)
-            .map_err(io_err(&self.pages_tmp))?;
-        let run = PageRun {
-            vma_offset: 0,
+        self.add_at(0, data)
+    }
+
+    /// Stores the bytes at `vma_offset` in a VMA; chunk boundaries follow
+    /// the VMA's offsets, so the same bytes at the same place dedup.
+    pub fn add_at(&mut self, vma_offset: u64, data: &[u8]) -> Result<PageRun, ImageError> {
+        let chunks = self.writer.add(vma_offset, data)?;
+        Ok(PageRun {
+            vma_offset,
             len: data.len() as u64,
-            data_offset: self.offset,
-            digest: blake3::hash(data).to_hex().to_string(),
-        };
-        self.offset += data.len() as u64;
-        Ok(run)
+            chunks,
+        })
     }
 
-    /// Bytes written to the pages file so far.
+    /// Bytes handed to the writer so far.
     pub fn written(&self) -> u64 {
-        self.offset
+        self.writer.stats().bytes
     }
 
-    /// Makes the snapshot durable: pages synced, then the manifest written
-    /// and atomically renamed into place, then the directory synced.
-    pub fn finish(self, mut manifest: Manifest) -> Result<(), ImageError> {
-        let dir = &self.dir;
-        self.pages.sync_all().map_err(io_err(&self.pages_tmp))?;
-        drop(self.pages);
-        let pages_path = dir.join(&self.pages_name);
-        fs::rename(&self.pages_tmp, &pages_path).map_err(io_err(&pages_path))?;
-        // The pages file's name must be durable before a manifest names it.
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(dir))?;
-        manifest.pages = PagesFile {
-            file: self.pages_name.clone(),
-            size: self.offset,
-        };
-        let envelope = Envelope {
-            magic: MAGIC.to_string(),
-            format_version: FORMAT_VERSION,
-            checksum: manifest_checksum(&manifest),
-            manifest: serde_json::to_value(&manifest).expect("manifest serializes"),
-        };
-        let text = serde_json::to_vec_pretty(&envelope).expect("envelope serializes");
-        let tmp = dir.join(format!("{MANIFEST_FILE}.tmp-{}", std::process::id()));
-        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(&text).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-        drop(f);
-        let final_path = dir.join(MANIFEST_FILE);
-        fs::rename(&tmp, &final_path).map_err(io_err(&final_path))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(dir))?;
-        // The new manifest is in place: older pages files are garbage.
-        if let Ok(entries) = fs::read_dir(dir) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with("pages-") && name.ends_with(".img") && name != self.pages_name {
-                    let _ = fs::remove_file(e.path());
+    /// What was stored, deduplicated and left out as zero.
+    pub fn stats(&self) -> WriteStats {
+        self.writer.stats()
+    }
+
+    /// Shows progress on a terminal.
+    pub fn set_progress(&mut self, label: &str) {
+        self.writer
+            .set_progress(snaprun_store::Progress::new(label, None));
+    }
+
+    /// Makes the snapshot durable: chunks, then the root, then the name
+    /// (and for an image directory, `manifest.json`, then the collection of
+    /// the replaced snapshot's chunks). Returns the root digest.
+    pub fn finish(self, manifest: Manifest) -> Result<Digest, ImageError> {
+        let bytes = envelope_bytes(&manifest);
+        let store = self.writer.store().clone();
+        match &self.target {
+            ImageTarget::Store { name, .. } => Ok(self.writer.commit(&bytes, Some(name))?),
+            ImageTarget::Dir(dir) => {
+                let name: RefName = DIR_REF.parse().expect("a valid ref");
+                let digest = self.writer.commit(&bytes, Some(&name))?;
+                let tmp = dir.join(format!("{MANIFEST_FILE}.tmp-{}", std::process::id()));
+                let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+                f.write_all(&bytes).map_err(io_err(&tmp))?;
+                f.sync_all().map_err(io_err(&tmp))?;
+                drop(f);
+                let final_path = dir.join(MANIFEST_FILE);
+                fs::rename(&tmp, &final_path).map_err(io_err(&final_path))?;
+                File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io_err(dir))?;
+                // The new manifest is in place: the old snapshot's chunks
+                // are garbage.
+                if let Err(e) = snaprun_store::gc(&store) {
+                    tracing::warn!(dir = %dir.display(), error = %e, "could not collect the replaced snapshot");
                 }
+                Ok(digest)
             }
         }
-        Ok(())
     }
 
-    /// Removes the partial pages file of a checkpoint that failed.
-    pub fn abandon(self) {
-        let _ = fs::remove_file(&self.pages_tmp);
-    }
+    /// Drops a checkpoint that failed: nothing names what it stored, and
+    /// the next GC removes it.
+    pub fn abandon(self) {}
 }
 
-/// A snapshot opened for reading: the verified manifest and its pages file.
+/// A snapshot opened for reading: the verified manifest, and the store
+/// its chunks are read from.
 pub struct Image {
+    /// The image directory, or the store's directory.
     pub dir: PathBuf,
+    /// The snapshot for messages: the directory or `NAME:TAG`.
+    pub label: String,
     pub manifest: Manifest,
-    pages_path: PathBuf,
-    pages: File,
+    /// The store root digest, for a named snapshot.
+    pub root: Option<Digest>,
+    store: Arc<Store>,
 }
 
 impl Image {
+    /// Opens an image directory.
     pub fn open(dir: &Path) -> Result<Self, ImageError> {
         let path = dir.join(MANIFEST_FILE);
         let meta = match fs::metadata(&path) {
@@ -197,68 +270,60 @@ impl Image {
             }
             r => r.map_err(io_err(&path))?,
         };
-        let bad = |reason: String| ImageError::BadManifest {
-            path: path.clone(),
-            reason,
-        };
         if meta.len() > MANIFEST_MAX {
-            return Err(bad(format!(
-                "{} bytes is over the {MANIFEST_MAX} byte cap",
-                meta.len()
-            )));
+            return Err(ImageError::BadManifest {
+                path,
+                reason: format!("{} bytes is over the {MANIFEST_MAX} byte cap", meta.len()),
+            });
         }
         let text = fs::read(&path).map_err(io_err(&path))?;
-        let envelope: Envelope =
-            serde_json::from_slice(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
-        if envelope.magic != MAGIC {
-            return Err(bad(format!("magic is {:?}, not {MAGIC:?}", envelope.magic)));
-        }
-        if envelope.format_version != FORMAT_VERSION {
-            return Err(ImageError::Version {
-                path,
-                found: envelope.format_version,
-            });
-        }
-        let manifest: Manifest = serde_json::from_value(envelope.manifest)
-            .map_err(|e| bad(format!("does not match format {FORMAT_VERSION}: {e}")))?;
-        let sum = manifest_checksum(&manifest);
-        if sum != envelope.checksum {
-            return Err(bad(format!(
-                "checksum mismatch (recorded {}, computed {sum})",
-                envelope.checksum
-            )));
-        }
-        validate(&manifest).map_err(bad)?;
-        let pages_path = dir.join(&manifest.pages.file);
-        let pages = File::open(&pages_path).map_err(io_err(&pages_path))?;
-        let size = pages.metadata().map_err(io_err(&pages_path))?.len();
-        if size != manifest.pages.size {
-            return Err(ImageError::Truncated {
-                path: pages_path,
-                size,
-                expected: manifest.pages.size,
-            });
-        }
+        let manifest = parse_envelope(&text, &path)?;
         Ok(Self {
             dir: dir.to_path_buf(),
+            label: dir.display().to_string(),
             manifest,
-            pages_path,
-            pages,
+            root: None,
+            store: Arc::new(Store::open(dir)?),
         })
     }
 
-    /// Reads a run's bytes into `buf` (resized to fit) and verifies them
-    /// against the run's digest.
+    /// Opens a named snapshot in a store (which may have remotes).
+    pub fn open_named(store: Arc<Store>, name: &RefName) -> Result<Self, ImageError> {
+        let (digest, root) = store.open_snapshot(name)?;
+        let path = PathBuf::from(format!("{name} ({})", store.dir().display()));
+        let manifest = parse_envelope(&root.manifest, &path)?;
+        Ok(Self {
+            dir: store.dir().to_path_buf(),
+            label: name.to_string(),
+            manifest,
+            root: Some(digest),
+            store,
+        })
+    }
+
+    /// Opens what `target` names, with default store options.
+    pub fn open_target(target: &ImageTarget) -> Result<Self, ImageError> {
+        match target {
+            ImageTarget::Dir(d) => Self::open(d),
+            ImageTarget::Store { dir, name } => Self::open_named(Arc::new(Store::open(dir)?), name),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Reads a run's bytes into `buf` (replacing its content), every chunk
+    /// verified against its digest.
     pub fn read_run(&self, run: &PageRun, buf: &mut Vec<u8>) -> Result<(), ImageError> {
-        buf.resize(run.len as usize, 0);
-        self.pages
-            .read_exact_at(buf, run.data_offset)
-            .map_err(io_err(&self.pages_path))?;
-        if blake3::hash(buf).to_hex().as_str() != run.digest {
-            return Err(ImageError::CorruptChunk {
-                path: self.pages_path.clone(),
-                digest: run.digest.clone(),
-                offset: run.data_offset,
+        buf.clear();
+        buf.reserve(run.len as usize);
+        self.store.read_chunks(&run.chunks, buf, &self.label)?;
+        if buf.len() as u64 != run.len {
+            return Err(ImageError::ShortRun {
+                snapshot: self.label.clone(),
+                vma_offset: run.vma_offset,
+                got: buf.len() as u64,
                 len: run.len,
             });
         }
@@ -309,20 +374,18 @@ fn validate(m: &Manifest) -> Result<(), String> {
     if m.processes.is_empty() {
         return Err("no processes".into());
     }
-    if m.pages.file.contains('/') || m.pages.file.is_empty() {
-        return Err(format!("bad pages file name {:?}", m.pages.file));
-    }
     let page = crate::sys::PAGE_SIZE;
     let check_run = |run: &PageRun, what: &str| -> Result<(), String> {
-        let end = run.data_offset.checked_add(run.len);
-        if end.is_none_or(|e| e > m.pages.size) {
+        let sum = run.chunks.iter().try_fold(0u64, |acc, c| {
+            (c.len as usize <= MAX_CHUNK_SIZE && c.len > 0)
+                .then(|| acc.checked_add(c.len))
+                .flatten()
+        });
+        if sum != Some(run.len) {
             return Err(format!(
-                "{what}: run {} lies outside the pages file",
-                run.digest
+                "{what}: run at +{:#x} of {} bytes: its chunks do not add up to it",
+                run.vma_offset, run.len
             ));
-        }
-        if run.digest.len() != 64 {
-            return Err(format!("{what}: bad digest {:?}", run.digest));
         }
         Ok(())
     };
@@ -360,7 +423,10 @@ fn validate(m: &Manifest) -> Result<(), String> {
                     || r.len % page != 0
                     || r.vma_offset.checked_add(r.len).is_none_or(|e| e > v.len())
                 {
-                    return Err(format!("{what}: run {} outside the vma", r.digest));
+                    return Err(format!(
+                        "{what}: run at +{:#x} of {} bytes lies outside the vma",
+                        r.vma_offset, r.len
+                    ));
                 }
             }
         }

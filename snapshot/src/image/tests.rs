@@ -1,3 +1,5 @@
+use std::fs::OpenOptions;
+
 use super::*;
 use crate::sys::Regs;
 
@@ -61,22 +63,38 @@ fn sample(runs: Vec<PageRun>) -> Manifest {
             memfds: vec![],
         }],
         zombies: vec![],
-        pages: PagesFile {
-            file: String::new(),
-            size: 0,
-        },
     }
 }
 
 fn write_sample(dir: &Path) -> Manifest {
+    write_bytes(dir, 7)
+}
+
+/// `len` bytes that do not compress, from `seed`.
+fn noise(seed: u8, len: usize) -> Vec<u8> {
+    let mut out = blake3::Hasher::new();
+    out.update(&[seed]);
+    let mut v = vec![0u8; len];
+    out.finalize_xof().fill(&mut v);
+    v
+}
+
+fn write_bytes(dir: &Path, seed: u8) -> Manifest {
     let mut w = ImageWriter::create(dir).unwrap();
-    let mut a = w.add(&[7u8; 4096]).unwrap();
-    a.vma_offset = 0x1000;
-    let mut b = w.add(&[9u8; 8192]).unwrap();
-    b.vma_offset = 0x4000;
+    let a = w.add_at(0x1000, &noise(seed, 4096)).unwrap();
+    let b = w.add_at(0x4000, &noise(seed + 2, 8192)).unwrap();
     let m = sample(vec![a, b]);
     w.finish(m.clone()).unwrap();
     m
+}
+
+/// The pack files of an image directory.
+fn packs(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir.join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+        .collect()
 }
 
 #[test]
@@ -87,43 +105,47 @@ fn round_trip_verifies_runs() {
     let runs = &img.manifest.processes[0].vmas[0].runs;
     let mut buf = Vec::new();
     img.read_run(&runs[1], &mut buf).unwrap();
-    assert_eq!(buf, vec![9u8; 8192]);
-    assert_eq!(img.manifest.pages.size, 12288);
+    assert_eq!(buf, noise(9, 8192));
+    assert_eq!(runs[1].vma_offset, 0x4000);
+    assert!(runs[1].chunks.iter().all(|c| c.digest.is_some()));
+    // Zero bytes are recorded, not stored.
+    let mut w = ImageWriter::create(dir.path()).unwrap();
+    let z = w.add_at(0, &[0u8; 8192]).unwrap();
+    assert!(z.chunks.iter().all(|c| c.digest.is_none()));
+    assert_eq!(w.stats().zero_bytes, 8192);
 }
 
 #[test]
 fn flipped_byte_names_the_chunk() {
     let dir = tempfile::tempdir().unwrap();
     write_sample(dir.path());
+    for p in packs(dir.path()) {
+        let mut data = fs::read(&p).unwrap();
+        let n = data.len();
+        data[n - 20] ^= 1;
+        fs::write(&p, data).unwrap();
+    }
     let img = Image::open(dir.path()).unwrap();
-    let pages = dir.path().join(&img.manifest.pages.file);
-    let mut data = fs::read(&pages).unwrap();
-    data[5000] ^= 1;
-    fs::write(&pages, data).unwrap();
     let run = img.manifest.processes[0].vmas[0].runs[1].clone();
     let err = img.read_run(&run, &mut Vec::new()).unwrap_err();
     let msg = err.to_string();
-    assert!(
-        msg.contains(&run.digest) && msg.contains("corrupt chunk"),
-        "{msg}"
-    );
+    let digest = run.chunks[0].digest.unwrap().to_string();
+    assert!(msg.contains(&digest) && msg.contains("corrupt"), "{msg}");
+    assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
 }
 
 #[test]
-fn truncated_pages_file_is_refused_on_open() {
+fn truncated_pack_is_refused_on_read() {
     let dir = tempfile::tempdir().unwrap();
     write_sample(dir.path());
-    let name = Image::open(dir.path()).unwrap().manifest.pages.file;
-    let f = OpenOptions::new()
-        .write(true)
-        .open(dir.path().join(name))
-        .unwrap();
-    f.set_len(100).unwrap();
-    let err = Image::open(dir.path()).err().unwrap();
-    assert!(
-        matches!(err, ImageError::Truncated { size: 100, .. }),
-        "{err}"
-    );
+    for p in packs(dir.path()) {
+        let f = OpenOptions::new().write(true).open(p).unwrap();
+        f.set_len(100).unwrap();
+    }
+    let img = Image::open(dir.path()).unwrap();
+    let run = img.manifest.processes[0].vmas[0].runs[0].clone();
+    let err = img.read_run(&run, &mut Vec::new()).unwrap_err().to_string();
+    assert!(err.contains("corrupt"), "{err}");
 }
 
 #[test]
@@ -161,7 +183,7 @@ fn other_versions_and_magic_are_refused() {
     let text = fs::read_to_string(&path).unwrap();
     fs::write(
         &path,
-        text.replace("\"format_version\": 1", "\"format_version\": 9"),
+        text.replace("\"format_version\": 2", "\"format_version\": 9"),
     )
     .unwrap();
     let err = Image::open(dir.path()).err().unwrap();
@@ -182,18 +204,14 @@ fn missing_manifest_says_not_a_snapshot() {
 }
 
 #[test]
-fn run_outside_the_pages_file_is_refused() {
+fn run_whose_chunks_do_not_add_up_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let w = ImageWriter::create(dir.path()).unwrap();
-    let bogus = PageRun {
-        vma_offset: 0,
-        len: 4096,
-        data_offset: 1 << 40,
-        digest: "0".repeat(64),
-    };
+    let mut w = ImageWriter::create(dir.path()).unwrap();
+    let mut bogus = w.add_at(0, &[5u8; 4096]).unwrap();
+    bogus.len = 8192;
     w.finish(sample(vec![bogus])).unwrap();
     let err = Image::open(dir.path()).err().unwrap().to_string();
-    assert!(err.contains("outside the pages file"), "{err}");
+    assert!(err.contains("do not add up"), "{err}");
 }
 
 #[test]
@@ -205,22 +223,52 @@ fn abandoned_checkpoint_leaves_previous_snapshot_intact() {
     w.abandon();
     let img = Image::open(dir.path()).unwrap();
     assert_eq!(img.manifest.processes, m.processes);
-    let runs = &img.manifest.processes[0].vmas[0].runs;
+    let runs = img.manifest.processes[0].vmas[0].runs.clone();
     img.read_run(&runs[0], &mut Vec::new()).unwrap();
-    // A second complete checkpoint replaces it and removes the old pages.
-    write_sample(dir.path());
-    let files: Vec<_> = fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.starts_with("pages-"))
-        .collect();
-    assert_eq!(files.len(), 1, "{files:?}");
+    drop(img);
+    // A second complete checkpoint of other bytes replaces it, and the
+    // replaced snapshot's chunks are collected.
+    let m2 = write_bytes(dir.path(), 3);
+    assert_eq!(packs(dir.path()).len(), 1);
+    let img = Image::open(dir.path()).unwrap();
+    let mut buf = Vec::new();
+    img.read_run(&m2.processes[0].vmas[0].runs[0], &mut buf)
+        .unwrap();
+    assert_eq!(buf, noise(3, 4096));
+    assert!(img.read_run(&runs[0], &mut buf).is_err());
+}
+
+#[test]
+fn named_snapshots_round_trip_through_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let name: RefName = "web:v1".parse().unwrap();
+    let target = ImageTarget::Store {
+        dir: dir.path().to_path_buf(),
+        name: name.clone(),
+    };
+    let mut w = ImageWriter::open(&target, ImageOptions::default()).unwrap();
+    let a = w.add_at(0x1000, &[4u8; 4096]).unwrap();
+    let m = sample(vec![a]);
+    let root = w.finish(m.clone()).unwrap();
+    let img = Image::open_target(&target).unwrap();
+    assert_eq!(img.root, Some(root));
+    assert_eq!(img.label, "web:v1");
+    assert_eq!(img.manifest, m);
+    let mut buf = Vec::new();
+    img.read_run(&m.processes[0].vmas[0].runs[0], &mut buf)
+        .unwrap();
+    assert_eq!(buf, vec![4u8; 4096]);
+    let missing = ImageTarget::Store {
+        dir: dir.path().to_path_buf(),
+        name: "web:v2".parse().unwrap(),
+    };
+    let err = Image::open_target(&missing).err().unwrap().to_string();
+    assert!(err.contains("no snapshot named web:v2"), "{err}");
 }
 
 #[test]
 fn threads_must_start_with_the_leader_and_be_distinct() {
     let mut m = sample(vec![]);
-    m.pages.file = "pages-1-77.img".into();
     let leader = m.processes[0].threads[0].clone();
     let mut other = leader.clone();
     other.tid = 78;
@@ -237,7 +285,6 @@ fn threads_must_start_with_the_leader_and_be_distinct() {
 #[test]
 fn tree_order_and_shared_files_are_checked() {
     let mut m = sample(vec![]);
-    m.pages.file = "pages-1-77.img".into();
     let mut child = m.processes[0].clone();
     child.pid = 78;
     child.ppid = 77;

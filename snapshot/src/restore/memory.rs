@@ -477,8 +477,7 @@ mod tests {
                 .map(|i| crate::image::PageRun {
                     vma_offset: i as u64 * 0x1000,
                     len: 0x1000,
-                    data_offset: 0,
-                    digest: "0".repeat(64),
+                    chunks: vec![],
                 })
                 .collect(),
         }

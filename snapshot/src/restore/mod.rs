@@ -148,6 +148,22 @@ pub fn restore(dir: &Path, opts: &RestoreOptions) -> Result<RestoreReport, Resto
     let mut t = Timings::new();
     t.phase("load");
     let image = Image::open(dir)?;
+    restore_image(image, t, opts)
+}
+
+/// Restores an opened snapshot (an image directory or a named snapshot in
+/// a store) and returns once its processes run.
+pub fn restore_from(image: Image, opts: &RestoreOptions) -> Result<RestoreReport, RestoreError> {
+    let mut t = Timings::new();
+    t.phase("load");
+    restore_image(image, t, opts)
+}
+
+fn restore_image(
+    image: Image,
+    mut t: Timings,
+    opts: &RestoreOptions,
+) -> Result<RestoreReport, RestoreError> {
     let m = &image.manifest;
     let root = &m.processes[0];
 

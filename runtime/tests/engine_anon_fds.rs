@@ -1,12 +1,13 @@
-//! Anonymous-inode fds and memory files across checkpoint/restore
-//! (`tests/programs/fd_*.c`): timerfd, signalfd, epoll, memfd.
+//! Fd kinds with state beyond a path across checkpoint/restore
+//! (`tests/programs/fd_*.c`): timerfd, signalfd, epoll, memfd, and named
+//! FIFOs holding data.
 
 mod common;
 
 use std::thread::sleep;
 use std::time::Duration;
 
-use common::{roundtrip, Case, Trigger};
+use common::{roundtrip, show_output, Case, Trigger};
 
 /// epoll_wait, epoll_pwait, epoll_pwait2.
 const EPOLL_WAITS: &[i64] = &[232, 281, 441];
@@ -52,4 +53,34 @@ fn epoll_registrations_and_wait() {
 #[test]
 fn memfds_with_mappings_and_seals() {
     roundtrip("fd_memfd");
+}
+
+/// A named FIFO holding 100 KiB, open three times in the process: the
+/// bytes come back once, with the capacity and flags.
+#[test]
+fn fifo_with_buffered_data() {
+    roundtrip("fd_fifo");
+}
+
+/// A FIFO holding data that another process also has open is refused,
+/// naming the FIFO, and the source runs on untouched.
+#[test]
+fn fifo_with_data_shared_with_another_process_is_refused() {
+    let mut case = Case::start_with("fd_fifo", &["shared"], &[]);
+    let out = case.checkpoint(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(1)
+            && stderr.contains("fd 60")
+            && stderr.contains("fifo")
+            && stderr.contains("also has open"),
+        "checkpoint should refuse the shared FIFO\n{}",
+        show_output("checkpoint", &out)
+    );
+    assert!(
+        case.source_running(),
+        "the source did not survive the refusal"
+    );
+    case.go();
+    case.expect_pass(case.pid);
 }

@@ -305,9 +305,16 @@ pub enum FileKind {
         major: u32,
         minor: u32,
     },
-    /// A named FIFO, empty at checkpoint.
+    /// A named FIFO.
     Fifo {
         path: String,
+        /// `F_GETPIPE_SZ`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        capacity: Option<u32>,
+        /// Bytes buffered in it, on the first description of the FIFO
+        /// only, stored like pages.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data: Option<PageRun>,
     },
     /// One end of a pipe whose both ends are in the process.
     Pipe {
@@ -415,7 +422,12 @@ impl FileKind {
             FileKind::Regular { file, pos } => format!("file {} @{pos}", file.path),
             FileKind::Directory { path, .. } => format!("dir {path}"),
             FileKind::CharDevice { path, major, minor } => format!("chr {path} ({major}:{minor})"),
-            FileKind::Fifo { path } => format!("fifo {path}"),
+            FileKind::Fifo { path, data, .. } => format!(
+                "fifo {path}{}",
+                data.as_ref()
+                    .map(|d| format!(" ({} bytes buffered)", d.len))
+                    .unwrap_or_default()
+            ),
             FileKind::Pipe {
                 inode,
                 write_end,

@@ -107,7 +107,7 @@ pub fn restore(dir: &Path, _opts: &RestoreOptions) -> Result<RestoreReport, Rest
             FileKind::Regular { file, .. } => check_file(file, false)?,
             FileKind::Directory { path, .. }
             | FileKind::CharDevice { path, .. }
-            | FileKind::Fifo { path } => {
+            | FileKind::Fifo { path, .. } => {
                 std::fs::metadata(path).map_err(|source| RestoreError::FileMissing {
                     path: path.clone(),
                     source,

@@ -120,7 +120,7 @@ pub fn dump_fds(pid: i32, writer: &mut ImageWriter) -> Result<(Vec<OpenFile>, Ve
             });
             continue;
         }
-        let kind = dump_file(pid, fd, &info, &pidfd, writer)?;
+        let kind = dump_file(pid, fd, &info, &pidfd, &files, writer)?;
         let id = files.len() as u32;
         files.push(OpenFile {
             id,
@@ -144,6 +144,7 @@ fn dump_file(
     fd: i32,
     info: &crate::sys::proc::FdInfo,
     pidfd: &PidFd,
+    files: &[OpenFile],
     writer: &mut ImageWriter,
 ) -> Result<FileKind, DumpError> {
     let unsupported = |what: String| DumpError::Unsupported { pid, fd, what };
@@ -236,14 +237,10 @@ fn dump_file(
             )))
         }
     } else if ft.is_fifo() {
-        let dup = pidfd.get_fd(pid, fd)?;
-        let queued = fionread(&dup).map_err(|e| unsupported(format!("fifo {link}: {e}")))?;
-        if queued > 0 {
-            return Err(unsupported(format!(
-                "fifo {link} with {queued} unread bytes"
-            )));
-        }
-        Ok(FileKind::Fifo { path: link })
+        let first = !files
+            .iter()
+            .any(|f| matches!(&f.kind, FileKind::Fifo { path, .. } if *path == link));
+        pipe::dump_fifo(pid, fd, &link, &link_path, first, writer)
     } else {
         Err(unsupported(format!("file {link} of this type")))
     }

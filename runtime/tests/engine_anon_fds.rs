@@ -1,6 +1,6 @@
 //! Fd kinds with state beyond a path across checkpoint/restore
-//! (`tests/programs/fd_*.c`): timerfd, signalfd, epoll, memfd, and named
-//! FIFOs holding data.
+//! (`tests/programs/fd_*.c`): timerfd, signalfd, epoll, inotify, memfd,
+//! and named FIFOs holding data.
 
 mod common;
 
@@ -83,4 +83,11 @@ fn fifo_with_data_shared_with_another_process_is_refused() {
     );
     case.go();
     case.expect_pass(case.pid);
+}
+
+/// inotify: watches with their masks and watch descriptors (a gap
+/// included) deliver events after restore.
+#[test]
+fn inotify_watches() {
+    roundtrip("fd_inotify");
 }

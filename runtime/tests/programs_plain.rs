@@ -93,7 +93,13 @@ fn file_programs() {
 
 #[test]
 fn anon_fd_programs() {
-    for p in ["fd_timerfd", "fd_signalfd", "fd_memfd", "fd_fifo"] {
+    for p in [
+        "fd_timerfd",
+        "fd_signalfd",
+        "fd_memfd",
+        "fd_fifo",
+        "fd_userfaultfd",
+    ] {
         go(p);
     }
     plain("fd_fifo", &["shared"], &[], Trigger::Go);

@@ -368,6 +368,11 @@ pub enum FileKind {
         inode: u64,
         pos: u64,
     },
+    /// An inotify instance and its watches (events queued at checkpoint
+    /// are not kept).
+    Inotify {
+        watches: Vec<InotifyWatch>,
+    },
     /// A signalfd with the signals it accepts (bit `n - 1` for signal `n`).
     SignalFd {
         mask: u64,
@@ -392,6 +397,17 @@ pub struct SocketOptions {
     pub v6only: bool,
     pub nodelay: bool,
     pub backlog: u32,
+}
+
+/// One watch of an inotify instance.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InotifyWatch {
+    /// The watch descriptor the program knows it by.
+    pub wd: i32,
+    /// The watched file, found from its file handle at checkpoint.
+    pub path: String,
+    /// The mask, with its flags (`IN_ONESHOT`, `IN_EXCL_UNLINK`, ...).
+    pub mask: u32,
 }
 
 /// One registration of an epoll instance.
@@ -463,6 +479,13 @@ impl FileKind {
                 }
             ),
             FileKind::Memfd { inode, pos } => format!("memfd inode {inode} @{pos}"),
+            FileKind::Inotify { watches } => format!(
+                "inotify watching {:?}",
+                watches
+                    .iter()
+                    .map(|w| format!("{}:{}", w.wd, w.path))
+                    .collect::<Vec<_>>()
+            ),
             FileKind::SignalFd { mask } => format!("signalfd mask {mask:#x}"),
             FileKind::Epoll { targets } => format!(
                 "epoll watching fds {:?}",

@@ -120,7 +120,8 @@ pub fn restore(dir: &Path, _opts: &RestoreOptions) -> Result<RestoreReport, Rest
             | FileKind::Memfd { .. }
             | FileKind::TimerFd { .. }
             | FileKind::SignalFd { .. }
-            | FileKind::Epoll { .. } => {}
+            | FileKind::Epoll { .. }
+            | FileKind::Inotify { .. } => {}
         }
     }
 

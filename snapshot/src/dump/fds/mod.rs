@@ -18,6 +18,7 @@ use super::DumpError;
 mod anon;
 mod epoll;
 mod file;
+mod inotify;
 mod memfd;
 mod pipe;
 mod socket;

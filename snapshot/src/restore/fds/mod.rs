@@ -12,6 +12,7 @@ use super::RestoreError;
 mod anon;
 mod epoll;
 mod file;
+mod inotify;
 mod memfd;
 mod pipe;
 mod socket;
@@ -224,7 +225,8 @@ fn open_file(
         FileKind::EventFd { .. }
         | FileKind::TimerFd { .. }
         | FileKind::SignalFd { .. }
-        | FileKind::Epoll { .. } => anon::create(remote, scratch, fd, file),
+        | FileKind::Epoll { .. }
+        | FileKind::Inotify { .. } => anon::create(remote, scratch, fd, file),
         FileKind::Pipe { .. } => unreachable!("pipes are created by create_pipe"),
     }
 }

@@ -55,6 +55,31 @@ fn memfds_with_mappings_and_seals() {
     roundtrip("fd_memfd");
 }
 
+/// An epoll registration whose file only another process still holds
+/// cannot be made again: checkpoint refuses it, naming the epoll fd and the
+/// registered fd number, and the source runs on.
+#[test]
+fn epoll_watching_a_file_held_elsewhere_is_refused() {
+    let mut case = Case::start_with("fd_epoll", &["orphan"], &[]);
+    case.wait_in_syscall(case.pid, EPOLL_WAITS);
+    let out = case.checkpoint(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(1)
+            && stderr.contains("fd 34")
+            && stderr.contains("registered as fd 44"),
+        "checkpoint should refuse the epoll registration\n{}",
+        show_output("checkpoint", &out)
+    );
+    assert!(
+        case.source_running(),
+        "the source did not survive the refusal"
+    );
+    case.wait_in_syscall(case.pid, EPOLL_WAITS);
+    case.trigger(case.pid, Trigger::Signal(libc::SIGUSR1));
+    case.expect_pass(case.pid);
+}
+
 /// A named FIFO holding 100 KiB, open three times in the process: the
 /// bytes come back once, with the capacity and flags.
 #[test]

@@ -13,13 +13,13 @@ use common::{roundtrip, show_output, Case, Trigger};
 const EPOLL_WAITS: &[i64] = &[232, 281, 441];
 
 /// timerfds: clocks, relative and absolute timers, owed ticks, and a
-/// periodic timer that keeps ticking. Two seconds pass between checkpoint
+/// periodic timer that keeps ticking. Four seconds pass between checkpoint
 /// and restore: a relative timer must not count them.
 #[test]
 fn timerfd_settings_and_ticks() {
     let mut case = Case::start("fd_timerfd");
     case.checkpoint_ok();
-    sleep(Duration::from_secs(2));
+    sleep(Duration::from_secs(4));
     let pid = case.restore_ok();
     case.trigger(pid, Trigger::Go);
     case.expect_pass(pid);

@@ -157,6 +157,21 @@ pub fn summary(image: &Image) -> String {
                 if fd.cloexec { " (cloexec)" } else { "" }
             );
         }
+        if !p.memfds.is_empty() {
+            let _ = writeln!(s, "  memfds:");
+            for m in &p.memfds {
+                let _ = writeln!(
+                    s,
+                    "    inode {} {:?} size {} mode {:o} seals {:#x} data {}",
+                    m.inode,
+                    m.name,
+                    m.size,
+                    m.mode,
+                    m.seals,
+                    mib(m.runs.iter().map(|r| r.len).sum())
+                );
+            }
+        }
         let pending =
             p.shared_pending.len() + p.threads.iter().map(|t| t.pending.len()).sum::<usize>();
         let _ = writeln!(

@@ -186,16 +186,16 @@ fn checkpoint_of_missing_pid_fails() {
     );
 }
 
-/// A process holding an inotify fd (42): checkpoint refuses it naming
-/// "fd 42" and "inotify", and the source runs on and PASSes.
+/// A process holding a userfaultfd (42): checkpoint refuses it naming
+/// "fd 42" and "userfaultfd", and the source runs on and PASSes.
 #[test]
-fn checkpoint_of_inotify_fails_and_source_runs_on() {
-    let mut case = Case::start("fd_inotify");
+fn checkpoint_of_userfaultfd_fails_and_source_runs_on() {
+    let mut case = Case::start("fd_userfaultfd");
     let out = case.checkpoint(&[]);
-    let stderr = assert_error(&case, "checkpoint of a process with inotify", &out);
+    let stderr = assert_error(&case, "checkpoint of a process with a userfaultfd", &out);
     assert!(
-        stderr.contains("fd 42") && stderr.contains("inotify"),
-        "the message does not name 'fd 42' and 'inotify'\n{}",
+        stderr.contains("fd 42") && stderr.contains("userfaultfd"),
+        "the message does not name 'fd 42' and 'userfaultfd'\n{}",
         show_output("checkpoint", &out)
     );
     assert!(

@@ -92,6 +92,26 @@ fn file_programs() {
 }
 
 #[test]
+fn anon_fd_programs() {
+    for p in [
+        "fd_timerfd",
+        "fd_signalfd",
+        "fd_memfd",
+        "fd_fifo",
+        "fd_userfaultfd",
+    ] {
+        go(p);
+    }
+    plain("fd_fifo", &["shared"], &[], Trigger::Go);
+    let mut case = Case::start("fd_epoll");
+    let pid = case.pid;
+    // epoll_wait, epoll_pwait, epoll_pwait2.
+    case.wait_in_syscall(pid, &[232, 281, 441]);
+    case.trigger(pid, Trigger::Signal(libc::SIGUSR1));
+    case.expect_pass(pid);
+}
+
+#[test]
 fn process_programs() {
     for p in [
         "proc_cwd_umask",

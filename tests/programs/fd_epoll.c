@@ -14,13 +14,17 @@
  * After restore: nothing is ready in 34; 36 reports only 0xaaaa; then the
  * program makes every source of 34 ready and checks that each registration
  * reports with its data once, and that level, edge and one-shot behave as
- * such; the registration of closed fd 40 still shows under number 40. */
+ * such; the registration of closed fd 40 still shows under number 40.
+ * With the argument "orphan", epoll 34 also watches an eventfd registered
+ * as fd 44 that only a child process still holds: checkpoint must refuse
+ * it; the program then runs its checks as the source. */
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
+#include <sys/wait.h>
 
 #include "common.h"
 
@@ -80,6 +84,7 @@ int main(int argc, char **argv)
 	unsigned seen, all;
 	char buf[8192];
 	double t0;
+	pid_t child = 0;
 
 	setup(argc, argv);
 	memset(&sa, 0, sizeof(sa));
@@ -111,6 +116,17 @@ int main(int argc, char **argv)
 	add(36, 32, EPOLLIN | EPOLLEXCLUSIVE, 0x8888);
 	add(36, 37, EPOLLIN | EPOLLONESHOT, 0x9999);
 	add(36, 38, EPOLLOUT, 0xaaaa);
+	if (argc > 2 && strcmp(argv[2], "orphan") == 0) {
+		at(eventfd(0, 0), 44);
+		child = fork();
+		CHECK(child >= 0, "fork: %s", strerror(errno));
+		if (child == 0) {
+			for (;;)
+				pause();
+		}
+		add(34, 44, EPOLLIN, 0x4444);
+		close(44);
+	}
 	close(40);
 	fd = open("/dev/null", O_RDONLY);
 	at(fd, 42);
@@ -125,6 +141,10 @@ int main(int argc, char **argv)
 		CHECK(n < 0 && errno == EINTR, "epoll_wait(35) returned %d (%s) before SIGUSR1", n, strerror(errno));
 	}
 	logmsg("SIGUSR1");
+	if (child > 0) {
+		kill(child, SIGKILL);
+		waitpid(child, NULL, 0);
+	}
 
 	CHECK(fcntl(35, F_GETFD) == FD_CLOEXEC && fcntl(34, F_GETFD) == 0, "epoll FD_CLOEXEC not per fd");
 	CHECK(read_file("/proc/self/fdinfo/34", buf, sizeof(buf)) > 0, "fdinfo 34");

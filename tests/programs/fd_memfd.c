@@ -1,6 +1,6 @@
 /* memfds across checkpoint/restore.
- *  A "snaprun test A": MFD_ALLOW_SEALING|MFD_CLOEXEC at fd 50, 100 KiB of
- *    pattern then a 100 KiB hole (size 200 KiB), seals SHRINK|GROW, offset
+ *  A "snaprun test A": MFD_ALLOW_SEALING|MFD_CLOEXEC at fd 50, 1.5 MiB of
+ *    pattern then a 0.5 MiB hole (size 2 MiB), seals SHRINK|GROW, offset
  *    12345, mapped MAP_SHARED; fd 51 is a second open of it (through
  *    /proc/self/fd/50, read-only) at offset 7.
  *  B "plain": no sealing allowed (so sealed with F_SEAL_SEAL), fd 52,
@@ -39,7 +39,7 @@ static void map_is(void *addr, const char *want)
 
 int main(int argc, char **argv)
 {
-	static char buf[200 * KB], big[100 * KB];
+	static char buf[2048 * KB], big[1536 * KB];
 	unsigned char *ma, *mc, *mcp, *md;
 	struct stat st, st2;
 	int fd, c, d;
@@ -52,10 +52,10 @@ int main(int argc, char **argv)
 	CHECK(fd >= 0 && dup3(fd, 50, O_CLOEXEC) == 50, "memfd A: %s", strerror(errno));
 	close(fd);
 	CHECK(write(50, big, sizeof(big)) == sizeof(big), "write A");
-	CHECK_SYS(ftruncate(50, 200 * KB));
+	CHECK_SYS(ftruncate(50, 2048 * KB));
 	CHECK_SYS(fcntl(50, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW));
 	CHECK(lseek(50, 12345, SEEK_SET) == 12345, "lseek A");
-	ma = mmap(NULL, 200 * KB, PROT_READ | PROT_WRITE, MAP_SHARED, 50, 0);
+	ma = mmap(NULL, 2048 * KB, PROT_READ | PROT_WRITE, MAP_SHARED, 50, 0);
 	CHECK(ma != MAP_FAILED, "mmap A: %s", strerror(errno));
 	fd = open("/proc/self/fd/50", O_RDONLY);
 	CHECK(fd >= 0 && dup2(fd, 51) == 51, "reopen A: %s", strerror(errno));
@@ -94,7 +94,7 @@ int main(int argc, char **argv)
 	map_is(ma, "/memfd:snaprun test A (deleted)");
 	CHECK_SYS(fstat(50, &st));
 	CHECK_SYS(fstat(51, &st2));
-	CHECK(st.st_size == 200 * KB, "A size %lld", (long long)st.st_size);
+	CHECK(st.st_size == 2048 * KB, "A size %lld", (long long)st.st_size);
 	CHECK(st.st_ino == st2.st_ino, "fds 50 and 51 are two files");
 	CHECK((st.st_mode & 07777) == 0777, "A mode %o", st.st_mode & 07777);
 	CHECK(fcntl(50, F_GET_SEALS) == (F_SEAL_SHRINK | F_SEAL_GROW), "A seals %x", fcntl(50, F_GET_SEALS));
@@ -103,12 +103,12 @@ int main(int argc, char **argv)
 	CHECK((fcntl(51, F_GETFL) & O_ACCMODE) == O_RDONLY, "fd 51 not read-only");
 	CHECK((fcntl(50, F_GETFL) & O_ACCMODE) == O_RDWR, "fd 50 not read-write");
 	CHECK(fcntl(50, F_GETFD) == FD_CLOEXEC && fcntl(51, F_GETFD) == 0, "FD_CLOEXEC not per fd");
-	CHECK(pread(50, buf, sizeof(buf), 0) == 200 * KB, "pread A");
-	CHECK(check_pattern(buf, 100 * KB, 1) < 0, "A content differs at %ld", check_pattern(buf, 100 * KB, 1));
-	CHECK(check_zero(buf + 100 * KB, 100 * KB) < 0, "A hole not zero");
-	CHECK(memcmp(ma, buf, 200 * KB) == 0, "A mapping differs from its fd");
-	ma[150 * KB] = 'm';
-	CHECK(pread(51, buf, 1, 150 * KB) == 1 && buf[0] == 'm', "a write to A's mapping is not seen by fd 51");
+	CHECK(pread(50, buf, sizeof(buf), 0) == 2048 * KB, "pread A");
+	CHECK(check_pattern(buf, 1536 * KB, 1) < 0, "A content differs at %ld", check_pattern(buf, 1536 * KB, 1));
+	CHECK(check_zero(buf + 1536 * KB, 512 * KB) < 0, "A hole not zero");
+	CHECK(memcmp(ma, buf, 2048 * KB) == 0, "A mapping differs from its fd");
+	ma[1800 * KB] = 'm';
+	CHECK(pread(51, buf, 1, 1800 * KB) == 1 && buf[0] == 'm', "a write to A's mapping is not seen by fd 51");
 	CHECK(pwrite(50, "f", 1, 10) == 1, "pwrite A");
 	CHECK(ma[10] == 'f', "a write to fd 50 is not seen by A's mapping");
 

@@ -331,9 +331,16 @@ pub enum FileKind {
         major: u32,
         minor: u32,
     },
-    /// A named FIFO, empty at checkpoint.
+    /// A named FIFO.
     Fifo {
         path: String,
+        /// `F_GETPIPE_SZ`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        capacity: Option<u32>,
+        /// Bytes buffered in it, on the first description of the FIFO
+        /// only, stored like pages.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data: Option<PageRun>,
     },
     /// One end of a pipe whose both ends are in the process.
     Pipe {
@@ -391,6 +398,11 @@ pub enum FileKind {
         inode: u64,
         pos: u64,
     },
+    /// An inotify instance and its watches (events queued at checkpoint
+    /// are not kept).
+    Inotify {
+        watches: Vec<InotifyWatch>,
+    },
     /// A signalfd with the signals it accepts (bit `n - 1` for signal `n`).
     SignalFd {
         mask: u64,
@@ -399,6 +411,17 @@ pub enum FileKind {
     Epoll {
         targets: Vec<EpollTarget>,
     },
+}
+
+/// One watch of an inotify instance.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InotifyWatch {
+    /// The watch descriptor the program knows it by.
+    pub wd: i32,
+    /// The watched file, found from its file handle at checkpoint.
+    pub path: String,
+    /// The mask, with its flags (`IN_ONESHOT`, `IN_EXCL_UNLINK`, ...).
+    pub mask: u32,
 }
 
 /// One registration of an epoll instance.
@@ -429,7 +452,12 @@ impl FileKind {
             FileKind::Regular { file, pos } => format!("file {} @{pos}", file.path),
             FileKind::Directory { path, .. } => format!("dir {path}"),
             FileKind::CharDevice { path, major, minor } => format!("chr {path} ({major}:{minor})"),
-            FileKind::Fifo { path } => format!("fifo {path}"),
+            FileKind::Fifo { path, data, .. } => format!(
+                "fifo {path}{}",
+                data.as_ref()
+                    .map(|d| format!(" ({} bytes buffered)", d.len))
+                    .unwrap_or_default()
+            ),
             FileKind::Pipe {
                 inode,
                 write_end,
@@ -467,6 +495,13 @@ impl FileKind {
                 }
             ),
             FileKind::Memfd { inode, pos } => format!("memfd inode {inode} @{pos}"),
+            FileKind::Inotify { watches } => format!(
+                "inotify watching {:?}",
+                watches
+                    .iter()
+                    .map(|w| format!("{}:{}", w.wd, w.path))
+                    .collect::<Vec<_>>()
+            ),
             FileKind::SignalFd { mask } => format!("signalfd mask {mask:#x}"),
             FileKind::Epoll { targets } => format!(
                 "epoll watching fds {:?}",

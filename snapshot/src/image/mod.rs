@@ -443,7 +443,7 @@ fn validate(m: &Manifest) -> Result<(), String> {
                         p.pid, f.id
                     ));
                 }
-                FileKind::Pipe { data: Some(r), .. } => {
+                FileKind::Pipe { data: Some(r), .. } | FileKind::Fifo { data: Some(r), .. } => {
                     check_run(r, &format!("pid {} file {}", p.pid, f.id))?;
                 }
                 FileKind::Deleted { size, data, .. } => {

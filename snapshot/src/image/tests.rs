@@ -300,7 +300,11 @@ fn tree_order_and_shared_files_are_checked() {
     m.processes[1].files.push(OpenFile {
         id: 9,
         flags: 0,
-        kind: FileKind::Fifo { path: "/x".into() },
+        kind: FileKind::Fifo {
+            path: "/x".into(),
+            capacity: None,
+            data: None,
+        },
         shared: Some(SharedFile { pid: 77, fd: 5 }),
     });
     let err = validate(&m).unwrap_err();

@@ -123,7 +123,7 @@ fn check_files(p: &ProcessImage) -> Result<(), RestoreError> {
             FileKind::Regular { file, .. } => check_file(file, false)?,
             FileKind::Directory { path, .. }
             | FileKind::CharDevice { path, .. }
-            | FileKind::Fifo { path } => {
+            | FileKind::Fifo { path, .. } => {
                 std::fs::metadata(path).map_err(|source| RestoreError::FileMissing {
                     path: path.clone(),
                     source,
@@ -137,7 +137,8 @@ fn check_files(p: &ProcessImage) -> Result<(), RestoreError> {
             | FileKind::Memfd { .. }
             | FileKind::TimerFd { .. }
             | FileKind::SignalFd { .. }
-            | FileKind::Epoll { .. } => {}
+            | FileKind::Epoll { .. }
+            | FileKind::Inotify { .. } => {}
         }
     }
     Ok(())

@@ -5,7 +5,7 @@ use crate::image::FileKind;
 use crate::sys::proc::FdInfo;
 
 use super::super::DumpError;
-use super::{epoll, timerfd, PidFd};
+use super::{epoll, inotify, timerfd, PidFd};
 
 /// The state of the `anon_inode:[KIND]` file at `pid`'s `fd`, or `None`
 /// for the kinds snaprun cannot restore.
@@ -24,6 +24,7 @@ pub(super) fn dump_anon(
             Err(e) => return Some(Err(e)),
         },
         "eventpoll" => epoll::epoll(info),
+        "inotify" => inotify::inotify(pid, info),
         _ => return None,
     };
     Some(r.map_err(|reason| DumpError::Fd { pid, fd, reason }))

@@ -20,6 +20,7 @@ mod anon;
 mod epoll;
 mod file;
 mod inet;
+mod inotify;
 mod memfd;
 mod pipe;
 mod socket;
@@ -185,7 +186,7 @@ pub fn dump_fds(
             });
             continue;
         }
-        let kind = dump_file(pid, fd, &info, &pidfd, writer, tcp_close)?;
+        let kind = dump_file(pid, fd, &info, &pidfd, &files, writer, tcp_close)?;
         let id = files.len() as u32;
         files.push(OpenFile {
             id,
@@ -209,6 +210,7 @@ fn dump_file(
     fd: i32,
     info: &crate::sys::proc::FdInfo,
     pidfd: &PidFd,
+    files: &[OpenFile],
     writer: &mut ImageWriter,
     tcp_close: bool,
 ) -> Result<FileKind, DumpError> {
@@ -315,14 +317,10 @@ fn dump_file(
             )))
         }
     } else if ft.is_fifo() {
-        let dup = pidfd.get_fd(pid, fd)?;
-        let queued = fionread(&dup).map_err(|e| unsupported(format!("fifo {link}: {e}")))?;
-        if queued > 0 {
-            return Err(unsupported(format!(
-                "fifo {link} with {queued} unread bytes"
-            )));
-        }
-        Ok(FileKind::Fifo { path: link })
+        let first = !files
+            .iter()
+            .any(|f| matches!(&f.kind, FileKind::Fifo { path, .. } if *path == link));
+        pipe::dump_fifo(pid, fd, &link, &link_path, first, writer)
     } else {
         Err(unsupported(format!("file {link} of this type")))
     }

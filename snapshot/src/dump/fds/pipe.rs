@@ -1,8 +1,10 @@
-//! Pipes: both ends must be in the process tree; bytes still buffered are
-//! copied with `tee`, so the source keeps them.
+//! Pipes and named FIFOs: bytes still buffered are copied with `tee`, so
+//! the source keeps them. A pipe must have both ends in the process tree; a
+//! FIFO holding data must be open in no other process.
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 
 use crate::image::{FileKind, ImageWriter};
 
@@ -83,6 +85,93 @@ pub(super) fn dump_pipe(
         capacity: capacity as u32,
         data,
     })
+}
+
+/// A named FIFO at `path` (`pid`'s `fd`, reachable as `link_path`): its
+/// capacity, and on the FIFO's `first` description the bytes buffered in it.
+pub(super) fn dump_fifo(
+    pid: i32,
+    fd: i32,
+    path: &str,
+    link_path: &str,
+    first: bool,
+    writer: &mut ImageWriter,
+) -> Result<FileKind, DumpError> {
+    let err = |reason: String| DumpError::Fd {
+        pid,
+        fd,
+        reason: format!("fifo {path}: {reason}"),
+    };
+    // A reader of our own on the same FIFO (the target's end may be the
+    // write end, which tee cannot read). Non-blocking: no writer is needed.
+    let reader: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(link_path)
+        .map_err(|e| err(format!("opening {link_path}: {e}")))?
+        .into();
+    // SAFETY: fcntl on an fd we own; no memory involved.
+    let capacity = unsafe { libc::fcntl(reader.as_raw_fd(), libc::F_GETPIPE_SZ) };
+    if capacity < 0 {
+        return Err(err(format!(
+            "F_GETPIPE_SZ: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    let mut data = None;
+    let queued = fionread(&reader).map_err(|e| err(format!("FIONREAD: {e}")))? as usize;
+    if first && queued > 0 {
+        if let Some(other) = other_holder(pid, path, link_path) {
+            return Err(DumpError::Unsupported {
+                pid,
+                fd,
+                what: format!(
+                    "fifo {path} with {queued} unread bytes that pid {other} also has open"
+                ),
+            });
+        }
+        let bytes = peek_pipe(&reader, queued, capacity)
+            .map_err(|e| err(format!("reading buffered data: {e}")))?;
+        data = Some(writer.add(&bytes)?);
+    }
+    Ok(FileKind::Fifo {
+        path: path.to_string(),
+        capacity: Some(capacity as u32),
+        data,
+    })
+}
+
+/// A process other than `pid` (and snaprun) that has the FIFO open, if
+/// any: its bytes would then be both in the snapshot and still in the
+/// kernel.
+fn other_holder(pid: i32, path: &str, link_path: &str) -> Option<i32> {
+    use std::os::unix::fs::MetadataExt;
+    let me = std::process::id() as i32;
+    let want = std::fs::metadata(link_path).ok()?;
+    for proc_entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(other) = proc_entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if other == pid || other == me {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(proc_entry.path().join("fd")) else {
+            continue;
+        };
+        for e in fds.flatten() {
+            let is_it = std::fs::read_link(e.path()).is_ok_and(|l| l.as_os_str() == path)
+                && std::fs::metadata(e.path())
+                    .is_ok_and(|m| m.dev() == want.dev() && m.ino() == want.ino());
+            if is_it {
+                return Some(other);
+            }
+        }
+    }
+    None
 }
 
 /// Copies the bytes queued in a pipe without consuming them: `tee` into a

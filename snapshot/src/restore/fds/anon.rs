@@ -5,7 +5,7 @@ use crate::image::{FileKind, OpenFile};
 use crate::sys::remote::{self, Remote, Scratch};
 
 use super::super::RestoreError;
-use super::{epoll, timerfd};
+use super::{epoll, inotify, timerfd};
 
 /// Creates the anonymous-inode file `file` (restoring fd `fd`) in the
 /// target; the new fd.
@@ -23,6 +23,7 @@ pub(super) fn create(
         FileKind::SignalFd { mask } => signalfd(remote, scratch, fd, flags, *mask),
         FileKind::TimerFd { .. } => timerfd::timerfd(remote, scratch, fd, flags, &file.kind),
         FileKind::Epoll { .. } => epoll::create(remote, fd),
+        FileKind::Inotify { watches } => inotify::inotify(remote, scratch, fd, flags, watches),
         other => unreachable!("not an anonymous-inode file: {other:?}"),
     }
 }

@@ -12,6 +12,7 @@ use super::RestoreError;
 mod anon;
 mod epoll;
 mod file;
+mod inotify;
 mod memfd;
 mod pipe;
 mod socket;
@@ -304,16 +305,16 @@ fn open_file(
             seek_to(remote, &format!("fd {fd}"), fd, new, *pos)?;
             Ok(new)
         }
-        FileKind::Fifo { path } => {
-            // Opening a FIFO blocks until the other end is opened, unless
-            // non-blocking; the real flags are set after.
-            let new = open(remote, scratch, path, flags | libc::O_NONBLOCK)?;
-            remote.syscall(
-                &format!("fd {fd}: fcntl(F_SETFL)"),
-                libc::SYS_fcntl,
-                &[new, libc::F_SETFL as u64, flags as u64],
-            )?;
-            Ok(new)
+        FileKind::Fifo {
+            path,
+            capacity,
+            data,
+        } => {
+            let mut bytes = Vec::new();
+            if let Some(run) = data {
+                image.read_run(run, &mut bytes)?;
+            }
+            pipe::open_fifo(remote, scratch, fd, flags, path, *capacity, &bytes)
         }
         FileKind::InetSocket(s) => socket::inet_socket(remote, scratch, fd, file.flags as i32, s),
         FileKind::Deleted {
@@ -332,7 +333,8 @@ fn open_file(
         FileKind::EventFd { .. }
         | FileKind::TimerFd { .. }
         | FileKind::SignalFd { .. }
-        | FileKind::Epoll { .. } => anon::create(remote, scratch, fd, file),
+        | FileKind::Epoll { .. }
+        | FileKind::Inotify { .. } => anon::create(remote, scratch, fd, file),
         FileKind::Pipe { .. } => unreachable!("pipes are created by create_pipe"),
         FileKind::UnixSocket(_) => unreachable!("unix sockets are created by UnixSockets"),
     }

@@ -1,5 +1,6 @@
 //! Pipes: created both ends at once, with their capacity, flags and the
-//! bytes that were buffered.
+//! bytes that were buffered. Named FIFOs: opened by path, with their
+//! capacity and buffered bytes.
 
 use crate::image::{FileKind, Image};
 use crate::sys::remote::{self, Remote, Scratch};
@@ -105,4 +106,59 @@ pub(super) fn create_pipe(
         }
     }
     Ok((r, w))
+}
+
+/// Opens the FIFO at `path` with `flags` (restoring fd `fd`), sets its
+/// capacity and puts `data` back in it, through a read-write open of our
+/// own (which never blocks and needs no peer), closed after.
+pub(super) fn open_fifo(
+    remote: &mut dyn Remote,
+    scratch: &mut Scratch,
+    fd: i32,
+    flags: i32,
+    path: &str,
+    capacity: Option<u32>,
+    data: &[u8],
+) -> Result<u64, RestoreError> {
+    let what = format!("fd {fd}: fifo {path}");
+    // Opening a FIFO blocks until the other end is opened, unless
+    // non-blocking; the real flags are set after.
+    let new = remote::open(
+        remote,
+        scratch,
+        &format!("{what}: open"),
+        path,
+        flags | libc::O_NONBLOCK,
+    )?;
+    remote.syscall(
+        &format!("{what}: fcntl(F_SETFL)"),
+        libc::SYS_fcntl,
+        &[new, libc::F_SETFL as u64, flags as u64],
+    )?;
+    if let Some(capacity) = capacity {
+        remote.syscall(
+            &format!("{what}: F_SETPIPE_SZ {capacity}"),
+            libc::SYS_fcntl,
+            &[new, libc::F_SETPIPE_SZ as u64, capacity as u64],
+        )?;
+    }
+    if !data.is_empty() {
+        let filler = remote::open(
+            remote,
+            scratch,
+            &format!("{what}: open to fill"),
+            path,
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )?;
+        let r = remote::write_all(
+            remote,
+            scratch,
+            &format!("{what}: write buffered data"),
+            filler,
+            data,
+        );
+        remote.syscall("close", libc::SYS_close, &[filler])?;
+        r?;
+    }
+    Ok(new)
 }

@@ -40,6 +40,8 @@ pub struct StoreOptions {
     pub chunk_size: usize,
     /// Threads that hash and compress chunks.
     pub threads: usize,
+    /// Chunks one `read_chunks` call fetches at once.
+    pub read_threads: usize,
 }
 
 impl Default for StoreOptions {
@@ -49,6 +51,7 @@ impl Default for StoreOptions {
             level: DEFAULT_LEVEL,
             chunk_size: DEFAULT_CHUNK_SIZE,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            read_threads: 8,
         }
     }
 }
@@ -298,7 +301,7 @@ impl Store {
                             tracing::warn!(tier = %faster.tier.name(), chunk = %digest, error = %e, "could not fill tier");
                         }
                     }
-                    if !failures.is_empty() {
+                    if failures.iter().any(|f| f.reason != "missing") {
                         tracing::warn!(snapshot, chunk = %digest, tier = %slot.tier.name(), "chunk read from a slower tier after failures");
                     }
                     return Ok(f.data);
@@ -320,18 +323,65 @@ impl Store {
         })
     }
 
-    /// Reads chunks in order and appends their bytes to `out`.
+    /// Reads chunks and appends their bytes to `out`, in order. Several
+    /// stored chunks are fetched on up to `read_threads` threads at once,
+    /// so a remote tier's per-request latency overlaps.
     pub fn read_chunks(
         &self,
         chunks: &[chunk::ChunkRef],
         out: &mut Vec<u8>,
         snapshot: &str,
     ) -> Result<(), StoreError> {
-        for c in chunks {
+        let stored = chunks.iter().filter(|c| c.digest.is_some()).count();
+        let threads = self.opts.read_threads.min(stored);
+        if threads <= 1 {
+            for c in chunks {
+                if c.digest.is_none() {
+                    out.resize(out.len() + c.len as usize, 0);
+                } else {
+                    out.extend_from_slice(&self.read_chunk(c, snapshot)?);
+                }
+            }
+            return Ok(());
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<Mutex<Option<Result<Vec<u8>, StoreError>>>> =
+            chunks.iter().map(|_| Mutex::new(None)).collect();
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(c) = chunks.get(i) else { break };
+                    if c.digest.is_some() {
+                        let r = self.read_chunk(c, snapshot);
+                        let failed = r.is_err();
+                        *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                        if failed {
+                            // Stop handing out work: the read has failed.
+                            next.store(chunks.len(), std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        for (c, r) in chunks.iter().zip(results) {
             if c.digest.is_none() {
                 out.resize(out.len() + c.len as usize, 0);
-            } else {
-                out.extend_from_slice(&self.read_chunk(c, snapshot)?);
+                continue;
+            }
+            match r.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                Some(Ok(data)) => out.extend_from_slice(&data),
+                Some(Err(e)) => return Err(e),
+                None => {
+                    return Err(StoreError::Chunk {
+                        snapshot: snapshot.to_string(),
+                        digest: c.digest.expect("a stored chunk"),
+                        failures: vec![ChunkFailure {
+                            tier: "store".into(),
+                            reason: "not read: an earlier chunk of the run failed".into(),
+                        }],
+                    })
+                }
             }
         }
         Ok(())

@@ -189,6 +189,9 @@ impl Slot {
     }
 }
 
+/// One chunk's read, as a reading thread leaves it.
+type ChunkRead = Result<Vec<u8>, StoreError>;
+
 pub(crate) struct Fetched {
     pub data: Vec<u8>,
     pub codec: Codec,
@@ -345,7 +348,7 @@ impl Store {
             return Ok(());
         }
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: Vec<Mutex<Option<Result<Vec<u8>, StoreError>>>> =
+        let results: Vec<Mutex<Option<ChunkRead>>> =
             chunks.iter().map(|_| Mutex::new(None)).collect();
         std::thread::scope(|s| {
             for _ in 0..threads {

@@ -188,9 +188,10 @@ impl Store {
         })
     }
 
-    /// Reads chunks and appends their bytes to `out`, in order. Several
-    /// stored chunks are fetched on up to `read_threads` threads at once,
-    /// so a remote tier's per-request latency overlaps.
+    /// Reads chunks and appends their bytes to `out`, in order. With a
+    /// remote tier, or 8 or more stored chunks, they are fetched on up to
+    /// `read_threads` threads at once, so a remote's per-request latency
+    /// overlaps.
     pub fn read_chunks(
         &self,
         chunks: &[chunk::ChunkRef],
@@ -199,7 +200,9 @@ impl Store {
     ) -> Result<(), StoreError> {
         let stored = chunks.iter().filter(|c| c.digest.is_some()).count();
         let threads = self.opts.read_threads.min(stored);
-        if threads <= 1 {
+        // Threads pay for a remote's latency, or for many chunks to
+        // decompress; a short run from the local disk is read in place.
+        if threads <= 1 || (self.slots.len() == 1 && stored < 8) {
             for c in chunks {
                 if c.digest.is_none() {
                     out.resize(out.len() + c.len as usize, 0);

@@ -153,7 +153,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         fresh.add_remote(r);
         let remote_secs = read_all(&fresh, &refs, &data)?;
         println!(
-            "restore read, remote tier ({url}), chunk by chunk: {:.2} GB/s ({:.2}x disk)",
+            "restore read, remote tier ({url}), 8 chunks at a time: {:.2} GB/s ({:.2}x disk)",
             gbps(n, remote_secs),
             disk_secs / remote_secs
         );

@@ -18,12 +18,12 @@ mod socket;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub use manifest::*;
 use snaprun_store::chunk::MAX_CHUNK_SIZE;
 pub use snaprun_store::{ChunkRef, Digest, RefName, Store, StoreError, WriteStats};
-use snaprun_store::{SnapshotWriter, StoreOptions};
+use snaprun_store::{Progress, SnapshotWriter, StoreOptions};
 pub use socket::*;
 
 /// Identifies a snaprun manifest.
@@ -256,6 +256,33 @@ pub struct Image {
     /// The store root digest, for a named snapshot.
     pub root: Option<Digest>,
     store: Arc<Store>,
+    /// Bytes read so far, shown on a terminal.
+    progress: Mutex<Progress>,
+}
+
+/// Every byte of stored data a manifest's runs hold.
+fn data_bytes(m: &Manifest) -> u64 {
+    m.processes
+        .iter()
+        .flat_map(|p| {
+            p.vmas
+                .iter()
+                .flat_map(|v| v.runs.iter())
+                .chain(p.memfds.iter().flat_map(|m| m.runs.iter()))
+                .chain(p.files.iter().filter_map(|f| match &f.kind {
+                    FileKind::Pipe { data, .. }
+                    | FileKind::Deleted { data, .. }
+                    | FileKind::Fifo { data, .. } => data.as_ref(),
+                    FileKind::UnixSocket(s) => s.data.as_ref(),
+                    _ => None,
+                }))
+        })
+        .map(|r| r.len)
+        .sum()
+}
+
+fn restore_progress(label: &str, m: &Manifest) -> Mutex<Progress> {
+    Mutex::new(Progress::new(&format!("read {label}"), Some(data_bytes(m))))
 }
 
 impl Image {
@@ -278,9 +305,11 @@ impl Image {
         }
         let text = fs::read(&path).map_err(io_err(&path))?;
         let manifest = parse_envelope(&text, &path)?;
+        let label = dir.display().to_string();
         Ok(Self {
             dir: dir.to_path_buf(),
-            label: dir.display().to_string(),
+            progress: restore_progress(&label, &manifest),
+            label,
             manifest,
             root: None,
             store: Arc::new(Store::open(dir)?),
@@ -294,6 +323,7 @@ impl Image {
         let manifest = parse_envelope(&root.manifest, &path)?;
         Ok(Self {
             dir: store.dir().to_path_buf(),
+            progress: restore_progress(&name.to_string(), &manifest),
             label: name.to_string(),
             manifest,
             root: Some(digest),
@@ -327,6 +357,10 @@ impl Image {
                 len: run.len,
             });
         }
+        self.progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(run.len);
         Ok(())
     }
 }

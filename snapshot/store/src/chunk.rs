@@ -45,9 +45,20 @@ impl Codec {
     }
 }
 
+/// Bytes compressed first, to skip chunks that will not shrink.
+const PROBE: usize = 8 << 10;
+
 /// Compresses a chunk with zstd at `level` (0: no compression). Data that
-/// does not shrink is stored raw.
+/// does not shrink is stored raw. A chunk whose first 8 KiB do not shrink
+/// by 1 % is stored raw without compressing the rest: random-looking
+/// memory costs a probe, not a full compression.
 pub fn encode(data: &[u8], level: i32) -> (Codec, Vec<u8>) {
+    if level != 0 && data.len() >= 4 * PROBE {
+        let probe = zstd::bulk::compress(&data[..PROBE], level).map_or(PROBE, |p| p.len());
+        if probe * 100 > PROBE * 99 {
+            return (Codec::Raw, data.to_vec());
+        }
+    }
     if level != 0 {
         if let Ok(out) = zstd::bulk::compress(data, level) {
             if out.len() < data.len() {
@@ -138,6 +149,13 @@ mod tests {
         let (codec, stored) = encode(&noise, 3);
         assert_eq!(codec, Codec::Raw);
         assert_eq!(decode(codec, &stored, noise.len()).unwrap(), noise);
+        // A large random chunk is stored raw after the probe; a large
+        // compressible one is compressed.
+        let big_noise: Vec<u8> = (0..16384u32)
+            .flat_map(|i| blake3::hash(&i.to_le_bytes()).as_bytes().to_vec())
+            .collect();
+        assert_eq!(encode(&big_noise, 1).0, Codec::Raw);
+        assert_eq!(encode(&b"abcd".repeat(1 << 16), 1).0, Codec::Zstd);
         // Level 0 means no compression.
         assert_eq!(encode(&text, 0).0, Codec::Raw);
         // Wrong lengths and garbage are errors, not panics.

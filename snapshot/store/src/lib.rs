@@ -15,6 +15,7 @@ pub mod pack;
 pub mod progress;
 pub mod refs;
 pub mod root;
+mod slot;
 mod store;
 #[cfg(all(feature = "testing", feature = "s3"))]
 pub mod testing;

@@ -37,6 +37,15 @@ impl Progress {
             return;
         }
         let now = Instant::now();
+        if self.total.is_some_and(|t| done >= t) {
+            // The last line stays, and nothing is drawn after it.
+            if self.last.is_some() {
+                let line = render(&self.label, self.done, self.total, now - self.start);
+                let _ = writeln!(std::io::stderr(), "\r\x1b[K{line}");
+            }
+            self.enabled = false;
+            return;
+        }
         if self
             .last
             .is_some_and(|l| now - l < Duration::from_millis(200))

@@ -3,16 +3,17 @@
 //! remotes, verify every chunk against its digest, and fill the faster
 //! tiers; writes go to the home disk tier.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
-use crate::chunk::{self, Codec, DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL};
+use crate::chunk::{self, DEFAULT_CHUNK_SIZE, DEFAULT_LEVEL};
 use crate::lock::StoreLock;
-use crate::pack::{self, IndexEntry, PackBuilder, SealedPack};
+use crate::pack::PackBuilder;
 use crate::refs::RefName;
 use crate::root::{self, Root};
-use crate::tier::{DiskTier, RamTier, Tier, TierError};
+use crate::slot::Fetched;
+pub(crate) use crate::slot::Slot;
+use crate::tier::{DiskTier, RamTier, Tier};
 use crate::{ChunkFailure, Digest, StoreError};
 
 /// The store used when neither `--store` nor `SNAPRUN_STORE` names one.
@@ -40,6 +41,8 @@ pub struct StoreOptions {
     pub chunk_size: usize,
     /// Threads that hash and compress chunks.
     pub threads: usize,
+    /// Chunks one `read_chunks` call fetches at once.
+    pub read_threads: usize,
 }
 
 impl Default for StoreOptions {
@@ -49,148 +52,13 @@ impl Default for StoreOptions {
             level: DEFAULT_LEVEL,
             chunk_size: DEFAULT_CHUNK_SIZE,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            read_threads: 8,
         }
     }
 }
 
-/// Where a chunk lies in one tier.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Located {
-    pub pack: Digest,
-    pub entry: IndexEntry,
-}
-
-pub(crate) type Index = HashMap<Digest, Located>;
-
-/// One durable tier with its chunk index (loaded on first use) and the pack
-/// that collects chunks filled into it from slower tiers.
-pub(crate) struct Slot {
-    pub tier: Arc<dyn Tier>,
-    index: RwLock<Option<Arc<Index>>>,
-    fill: Mutex<PackBuilder>,
-}
-
-impl Slot {
-    pub(crate) fn new(tier: Arc<dyn Tier>) -> Self {
-        Self {
-            tier,
-            index: RwLock::new(None),
-            fill: Mutex::new(PackBuilder::new()),
-        }
-    }
-
-    /// The tier's chunk index, read from its pack indexes on first use.
-    /// An index that cannot be read or parsed is skipped with a warning:
-    /// its chunks then count as missing in this tier.
-    pub fn index(&self) -> Result<Arc<Index>, StoreError> {
-        if let Some(i) = self
-            .index
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
-            return Ok(i.clone());
-        }
-        self.reload()
-    }
-
-    pub fn reload(&self) -> Result<Arc<Index>, StoreError> {
-        let mut index = Index::new();
-        for key in self.tier.list("packs/")? {
-            let Some(pack) = pack::parse_index_key(&key) else {
-                continue;
-            };
-            let parsed = match self.tier.get(&key)? {
-                Some(bytes) => pack::decode_index(&bytes),
-                None => continue,
-            };
-            match parsed {
-                Ok((entries, _)) => {
-                    for entry in entries {
-                        index.entry(entry.digest).or_insert(Located { pack, entry });
-                    }
-                }
-                Err(reason) => {
-                    tracing::warn!(tier = %self.tier.name(), key, reason, "skipping corrupt pack index")
-                }
-            }
-        }
-        let index = Arc::new(index);
-        *self.index.write().unwrap_or_else(|e| e.into_inner()) = Some(index.clone());
-        Ok(index)
-    }
-
-    pub fn contains(&self, digest: &Digest) -> Result<bool, StoreError> {
-        Ok(self.index()?.contains_key(digest))
-    }
-
-    /// Puts a sealed pack (pack first, then its index) and adds its chunks
-    /// to the loaded index.
-    pub fn put_pack(&self, sealed: &SealedPack) -> Result<(), StoreError> {
-        self.tier.put(&pack::pack_key(&sealed.id), &sealed.data)?;
-        self.tier.put(&pack::index_key(&sealed.id), &sealed.index)?;
-        let mut guard = self.index.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(index) = guard.as_mut() {
-            let index = Arc::make_mut(index);
-            for entry in &sealed.entries {
-                index.entry(entry.digest).or_insert(Located {
-                    pack: sealed.id,
-                    entry: *entry,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads one chunk from this tier: `Ok(None)` when the tier does not
-    /// have it, `Err(reason)` when it has it but cannot deliver it intact.
-    pub(crate) fn read(&self, digest: &Digest, len: u64) -> Result<Option<Fetched>, String> {
-        let index = self.index().map_err(|e| e.to_string())?;
-        let Some(loc) = index.get(digest).copied() else {
-            return Ok(None);
-        };
-        let e = loc.entry;
-        if e.len as u64 != len {
-            return Err(format!(
-                "corrupt: indexed as {} bytes, the snapshot says {len}",
-                e.len
-            ));
-        }
-        let key = pack::pack_key(&loc.pack);
-        let stored = match self.tier.get_range(&key, e.offset, e.stored_len as u64) {
-            Ok(Some(s)) => s,
-            Ok(None) => return Err(format!("missing: pack {} is gone", loc.pack.short())),
-            Err(TierError::Range { size, .. }) => {
-                return Err(format!(
-                    "corrupt: pack {} is truncated ({size} bytes, the chunk is at {}+{})",
-                    loc.pack.short(),
-                    e.offset,
-                    e.stored_len
-                ))
-            }
-            Err(err) => return Err(format!("read error: {err}")),
-        };
-        let data = chunk::decode(e.codec, &stored, e.len as usize)
-            .map_err(|r| format!("corrupt in pack {}: {r}", loc.pack.short()))?;
-        if Digest::of(&data) != *digest {
-            return Err(format!(
-                "corrupt in pack {}: content does not match its digest",
-                loc.pack.short()
-            ));
-        }
-        Ok(Some(Fetched {
-            data,
-            codec: e.codec,
-            stored,
-        }))
-    }
-}
-
-pub(crate) struct Fetched {
-    pub data: Vec<u8>,
-    pub codec: Codec,
-    pub stored: Vec<u8>,
-}
+/// One chunk's read, as a reading thread leaves it.
+type ChunkRead = Result<Vec<u8>, StoreError>;
 
 /// A content-addressed chunk store in tiers.
 pub struct Store {
@@ -298,7 +166,7 @@ impl Store {
                             tracing::warn!(tier = %faster.tier.name(), chunk = %digest, error = %e, "could not fill tier");
                         }
                     }
-                    if !failures.is_empty() {
+                    if failures.iter().any(|f| f.reason != "missing") {
                         tracing::warn!(snapshot, chunk = %digest, tier = %slot.tier.name(), "chunk read from a slower tier after failures");
                     }
                     return Ok(f.data);
@@ -320,18 +188,68 @@ impl Store {
         })
     }
 
-    /// Reads chunks in order and appends their bytes to `out`.
+    /// Reads chunks and appends their bytes to `out`, in order. With a
+    /// remote tier, or 8 or more stored chunks, they are fetched on up to
+    /// `read_threads` threads at once, so a remote's per-request latency
+    /// overlaps.
     pub fn read_chunks(
         &self,
         chunks: &[chunk::ChunkRef],
         out: &mut Vec<u8>,
         snapshot: &str,
     ) -> Result<(), StoreError> {
-        for c in chunks {
+        let stored = chunks.iter().filter(|c| c.digest.is_some()).count();
+        let threads = self.opts.read_threads.min(stored);
+        // Threads pay for a remote's latency, or for many chunks to
+        // decompress; a short run from the local disk is read in place.
+        if threads <= 1 || (self.slots.len() == 1 && stored < 8) {
+            for c in chunks {
+                if c.digest.is_none() {
+                    out.resize(out.len() + c.len as usize, 0);
+                } else {
+                    out.extend_from_slice(&self.read_chunk(c, snapshot)?);
+                }
+            }
+            return Ok(());
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<Mutex<Option<ChunkRead>>> =
+            chunks.iter().map(|_| Mutex::new(None)).collect();
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(c) = chunks.get(i) else { break };
+                    if c.digest.is_some() {
+                        let r = self.read_chunk(c, snapshot);
+                        let failed = r.is_err();
+                        *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                        if failed {
+                            // Stop handing out work: the read has failed.
+                            next.store(chunks.len(), std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        for (c, r) in chunks.iter().zip(results) {
             if c.digest.is_none() {
                 out.resize(out.len() + c.len as usize, 0);
-            } else {
-                out.extend_from_slice(&self.read_chunk(c, snapshot)?);
+                continue;
+            }
+            match r.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                Some(Ok(data)) => out.extend_from_slice(&data),
+                Some(Err(e)) => return Err(e),
+                None => {
+                    return Err(StoreError::Chunk {
+                        snapshot: snapshot.to_string(),
+                        digest: c.digest.expect("a stored chunk"),
+                        failures: vec![ChunkFailure {
+                            tier: "store".into(),
+                            reason: "not read: an earlier chunk of the run failed".into(),
+                        }],
+                    })
+                }
             }
         }
         Ok(())

@@ -25,12 +25,18 @@ impl S3Server {
     // The child is waited for in Drop; clippy cannot see that.
     #[allow(clippy::zombie_processes)]
     pub fn start() -> Self {
+        Self::start_on(0)
+    }
+
+    /// Starts the server on `port` of 127.0.0.1 (0: an ephemeral one).
+    #[allow(clippy::zombie_processes)]
+    pub fn start_on(port: u16) -> Self {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir(root.path().join(BUCKET)).unwrap();
         let log = root.path().join("server.log");
         let out = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new("s3s-fs");
-        cmd.args(["--host", "127.0.0.1", "--port", "0"])
+        cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
             .arg(root.path())
             .env("RUST_LOG", "info")
@@ -72,21 +78,25 @@ impl S3Server {
 
     /// The tier for `s3://BUCKET/prefix`.
     pub fn tier(&self, prefix: &str) -> Arc<dyn Tier> {
-        Arc::new(
-            S3Tier::new(S3Config {
-                bucket: BUCKET.into(),
-                prefix: prefix.into(),
-                endpoint: Some(self.endpoint.clone()),
-                region: "us-east-1".into(),
-                access_key: ACCESS_KEY.into(),
-                secret_key: SECRET_KEY.into(),
-                session_token: None,
-                max_attempts: 3,
-            })
-            .unwrap(),
-        )
+        Arc::new(S3Tier::new(config(&self.endpoint, prefix, 3)).unwrap())
     }
+}
 
+/// The tier configuration for a test server at `endpoint`.
+pub fn config(endpoint: &str, prefix: &str, max_attempts: u32) -> S3Config {
+    S3Config {
+        bucket: BUCKET.into(),
+        prefix: prefix.into(),
+        endpoint: Some(endpoint.to_string()),
+        region: "us-east-1".into(),
+        access_key: ACCESS_KEY.into(),
+        secret_key: SECRET_KEY.into(),
+        session_token: None,
+        max_attempts,
+    }
+}
+
+impl S3Server {
     /// The environment `snaprun` needs to reach this server.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![

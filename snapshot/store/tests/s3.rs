@@ -158,3 +158,37 @@ fn s3_objects_round_trip_through_the_tier() {
     t.delete("refs/a/b").unwrap();
     assert!(!t.has("refs/a/b").unwrap());
 }
+
+#[test]
+fn s3_transient_errors_are_retried_with_backoff() {
+    // A port with nothing on it yet: connections are refused until the
+    // server starts there, a moment after the first request.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let tier =
+        snaprun_store::tier::S3Tier::new(snaprun_store::testing::config(&endpoint, PREFIX, 10))
+            .unwrap();
+    let starter = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        S3Server::start_on(port)
+    });
+    let t = std::time::Instant::now();
+    tier.put("refs/retry/v1", b"after retries").unwrap();
+    let server = starter.join().unwrap();
+    assert!(t.elapsed() >= std::time::Duration::from_millis(300));
+    assert_eq!(
+        tier.get("refs/retry/v1").unwrap().unwrap(),
+        b"after retries"
+    );
+    drop(server);
+    // With one attempt, a refused connection is an error naming the tier.
+    let once =
+        snaprun_store::tier::S3Tier::new(snaprun_store::testing::config(&endpoint, PREFIX, 1))
+            .unwrap();
+    let err = once.get("refs/retry/v1").unwrap_err().to_string();
+    assert!(err.contains(&format!("s3 s3://snaps/{PREFIX}")), "{err}");
+}

@@ -46,3 +46,10 @@ fn pipes_with_buffered_data() {
 fn eventfd_counters() {
     roundtrip("fd_eventfd");
 }
+
+/// A POSIX shm object in /dev/shm, open and mapped: reopened and remapped by
+/// path, one object again (its content lives in tmpfs, not the snapshot).
+#[test]
+fn posix_shm_file_open_and_mapped() {
+    roundtrip("fd_shm");
+}

@@ -84,6 +84,7 @@ fn file_programs() {
         "fd_dir",
         "fd_dup",
         "fd_devices",
+        "fd_shm",
         "pipe_buffered",
         "fd_inotify",
     ] {

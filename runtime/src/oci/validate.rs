@@ -144,6 +144,16 @@ pub fn check(spec: &Spec, bundle: &Path) -> Result<Checked> {
     if let Some(h) = &spec.hooks {
         check_hooks(h)?;
     }
+    let ignored = [
+        ("process.apparmorProfile", p.apparmor_profile.as_deref()),
+        ("process.selinuxLabel", p.selinux_label.as_deref()),
+        ("linux.mountLabel", linux.mount_label.as_deref()),
+    ];
+    for (field, value) in ignored {
+        if value.is_some_and(|v| !v.is_empty()) {
+            tracing::warn!(field, "not supported: ignored");
+        }
+    }
     if linux.seccomp.is_some() {
         return Err(Error::NotImplemented("linux.seccomp".into()));
     }

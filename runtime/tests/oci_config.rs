@@ -297,3 +297,38 @@ fn the_console_socket_gets_the_pty_master() {
         "output went to the pty, not the inherited stdout"
     );
 }
+
+#[test]
+fn seccomp_filters_the_container_and_its_execs() {
+    for nnp in [true, false] {
+        let mut b = Bundle::new(
+            "seccomp",
+            &[
+                "sh",
+                "-c",
+                "mkdir /tmp/x 2>/dev/null || echo mkdir-denied; touch /tmp/y && echo touch-ok; \
+                 grep Seccomp: /proc/self/status; echo done; exec sleep 1000",
+            ],
+        );
+        b.config["process"]["noNewPrivileges"] = nnp.into();
+        b.config["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [
+                {"names": ["mkdir", "mkdirat", "not_a_syscall"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+                {"names": ["personality"], "action": "SCMP_ACT_ERRNO",
+                 "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]}
+            ]
+        });
+        b.create();
+        b.ok("start");
+        let out = b.wait_out("done");
+        assert!(out.contains("mkdir-denied"), "nnp {nnp}: {out}");
+        assert!(out.contains("touch-ok"), "nnp {nnp}: {out}");
+        assert!(line(&out, "Seccomp:").ends_with('2'), "nnp {nnp}: {out}");
+        assert!(!b.rootfs().join("tmp/x").exists());
+        let ex = b.cmd(&["exec", &b.id, "mkdir", "/tmp/z"]);
+        assert_eq!(ex.status.code(), Some(1), "exec got no filter (nnp {nnp})");
+        assert!(!b.rootfs().join("tmp/z").exists());
+    }
+}

@@ -196,3 +196,14 @@ fn the_json_log_holds_the_error_for_containerd() {
     );
     assert!(last["time"].as_str().unwrap().ends_with('Z'), "{text}");
 }
+
+#[test]
+fn bad_seccomp_fields_are_named() {
+    let b = bundle_with(|c| {
+        c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_SOMETIMES"}]})
+    });
+    create_fails(&b, &["linux.seccomp.syscalls[0].action", "SCMP_ACT_SOMETIMES"]);
+    let b = bundle_with(|c| c["linux"]["seccomp"] = json!({"syscalls": []}));
+    create_fails(&b, &["linux.seccomp", "missing field `defaultAction`"]);
+}

@@ -15,10 +15,10 @@ use nix::unistd::{fork, ForkResult, Pid};
 
 use super::error::{Error, Result};
 use super::namespaces::{self, Plan};
-use super::spec::Process;
+use super::spec::{Process, Seccomp};
 use super::state::{self, Container, Status};
 use super::sync::Channel;
-use super::{caps, console, process, validate};
+use super::{caps, console, process, seccomp, validate};
 
 #[derive(Clone, Debug, Default)]
 pub struct ExecOptions {
@@ -93,7 +93,8 @@ pub fn exec(root: &Path, id: &str, p: &Process, opts: &ExecOptions) -> Result<Ex
     let helper = match unsafe { fork() }.map_err(|e| Error::sys("fork the exec helper", e))? {
         ForkResult::Child => {
             drop(parent);
-            let code = match helper_main(&mut child, &ns, p, console.as_ref(), opts.preserve_fds) {
+            let filter = spec.linux.as_ref().and_then(|l| l.seccomp.as_ref());
+            let code = match helper_main(&mut child, &ns, p, console.as_ref(), opts.preserve_fds, filter) {
                 Ok(()) => 0,
                 Err(e) => {
                     let _ = child.send(&format!("error {e}"));
@@ -153,6 +154,7 @@ fn helper_main(
     p: &Process,
     console: Option<&UnixStream>,
     preserve_fds: u32,
+    filter: Option<&Seccomp>,
 ) -> Result<()> {
     ch.expect("go")?;
     for (kind, f) in ns {
@@ -163,7 +165,7 @@ fn helper_main(
     // execs or exits.
     match unsafe { fork() }.map_err(|e| Error::sys("fork the exec process", e))? {
         ForkResult::Child => {
-            let err = match setup_and_exec(p, console, preserve_fds) {
+            let err = match setup_and_exec(p, console, preserve_fds, filter) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -178,6 +180,7 @@ fn setup_and_exec(
     p: &Process,
     console: Option<&UnixStream>,
     preserve_fds: u32,
+    filter: Option<&Seccomp>,
 ) -> Result<std::convert::Infallible> {
     nix::unistd::setsid().map_err(|e| Error::sys("setsid", e))?;
     if let Some(sock) = console {
@@ -190,6 +193,9 @@ fn setup_and_exec(
     nix::unistd::chdir(p.cwd.as_str())
         .map_err(|e| Error::sys(format!("process.cwd: chdir {}", p.cwd), e))?;
     let sets = p.capabilities.as_ref().map(caps::parse).transpose()?;
+    if let Some(f) = filter.filter(|_| !p.no_new_privileges) {
+        seccomp::load(f)?;
+    }
     if let Some(s) = &sets {
         caps::drop_bounding(s)?;
     }
@@ -202,6 +208,9 @@ fn setup_and_exec(
             .map_err(|e| Error::sys("prctl PR_SET_NO_NEW_PRIVS", e))?;
     }
     let exe = process::find_executable(p)?;
+    if let Some(f) = filter.filter(|_| p.no_new_privileges) {
+        seccomp::load(f)?;
+    }
     process::cloexec_from(3 + preserve_fds);
     process::exec(&exe, p)
 }

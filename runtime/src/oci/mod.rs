@@ -22,6 +22,7 @@ pub mod proc;
 pub mod process;
 pub mod ps;
 pub mod rootfs;
+pub mod seccomp;
 pub mod signal;
 pub mod spec;
 pub mod start;

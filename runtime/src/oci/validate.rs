@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use super::error::{Error, Result};
 use super::namespaces::Plan;
 use super::spec::{Hooks, Process, Spec};
-use super::{caps, process};
+use super::{caps, process, seccomp};
 
 /// What create needs from a checked config.
 pub struct Checked {
@@ -154,8 +154,8 @@ pub fn check(spec: &Spec, bundle: &Path) -> Result<Checked> {
             tracing::warn!(field, "not supported: ignored");
         }
     }
-    if linux.seccomp.is_some() {
-        return Err(Error::NotImplemented("linux.seccomp".into()));
+    if let Some(s) = &linux.seccomp {
+        seccomp::build(s)?;
     }
     Ok(Checked { rootfs, plan })
 }

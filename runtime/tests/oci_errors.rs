@@ -203,7 +203,10 @@ fn bad_seccomp_fields_are_named() {
         c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_SOMETIMES"}]})
     });
-    create_fails(&b, &["linux.seccomp.syscalls[0].action", "SCMP_ACT_SOMETIMES"]);
+    create_fails(
+        &b,
+        &["linux.seccomp.syscalls[0].action", "SCMP_ACT_SOMETIMES"],
+    );
     let b = bundle_with(|c| c["linux"]["seccomp"] = json!({"syscalls": []}));
     create_fails(&b, &["linux.seccomp", "missing field `defaultAction`"]);
 }

@@ -94,7 +94,14 @@ pub fn exec(root: &Path, id: &str, p: &Process, opts: &ExecOptions) -> Result<Ex
         ForkResult::Child => {
             drop(parent);
             let filter = spec.linux.as_ref().and_then(|l| l.seccomp.as_ref());
-            let code = match helper_main(&mut child, &ns, p, console.as_ref(), opts.preserve_fds, filter) {
+            let code = match helper_main(
+                &mut child,
+                &ns,
+                p,
+                console.as_ref(),
+                opts.preserve_fds,
+                filter,
+            ) {
                 Ok(()) => 0,
                 Err(e) => {
                     let _ = child.send(&format!("error {e}"));

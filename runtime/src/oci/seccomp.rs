@@ -4,12 +4,20 @@
 
 use std::str::FromStr;
 
-use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterAttr, ScmpFilterContext, ScmpSyscall};
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterAttr, ScmpFilterContext,
+    ScmpSyscall,
+};
 
 use super::error::{Error, Result};
 use super::spec::Seccomp;
 
-fn action(field: &str, name: &str, errno: Option<u32>, default_errno: Option<u32>) -> Result<ScmpAction> {
+fn action(
+    field: &str,
+    name: &str,
+    errno: Option<u32>,
+    default_errno: Option<u32>,
+) -> Result<ScmpAction> {
     let errno = errno.or(default_errno).unwrap_or(libc::EPERM as u32) as i32;
     let parsed = match name {
         "SCMP_ACT_NOTIFY" => {
@@ -24,14 +32,22 @@ fn action(field: &str, name: &str, errno: Option<u32>, default_errno: Option<u32
 /// Builds the filter (without loading it): every field is checked here.
 pub fn build(s: &Seccomp) -> Result<ScmpFilterContext> {
     let f = "linux.seccomp";
-    let default = action(&format!("{f}.defaultAction"), &s.default_action, None, s.default_errno_ret)?;
-    let lib = |what: String| move |e: libseccomp::error::SeccompError| Error::invalid(what, e.to_string());
+    let default = action(
+        &format!("{f}.defaultAction"),
+        &s.default_action,
+        None,
+        s.default_errno_ret,
+    )?;
+    let lib = |what: String| {
+        move |e: libseccomp::error::SeccompError| Error::invalid(what, e.to_string())
+    };
     let mut ctx = ScmpFilterContext::new(default).map_err(lib(format!("{f}.defaultAction")))?;
     // The filter must not set no_new_privs by itself: that is the config's say.
     ctx.set_ctl_nnp(false).map_err(lib(f.to_string()))?;
     for (i, a) in s.architectures.iter().enumerate() {
         let field = format!("{f}.architectures[{i}]");
-        let arch = ScmpArch::from_str(a).map_err(|_| Error::invalid(&field, format!("unknown architecture {a:?}")))?;
+        let arch = ScmpArch::from_str(a)
+            .map_err(|_| Error::invalid(&field, format!("unknown architecture {a:?}")))?;
         ctx.add_arch(arch).map_err(lib(field))?;
     }
     for (i, flag) in s.flags.iter().enumerate() {
@@ -40,21 +56,34 @@ pub fn build(s: &Seccomp) -> Result<ScmpFilterContext> {
             "SECCOMP_FILTER_FLAG_SPEC_ALLOW" => ScmpFilterAttr::CtlSsb,
             "SECCOMP_FILTER_FLAG_TSYNC" => ScmpFilterAttr::CtlTsync,
             other => {
-                return Err(Error::invalid(format!("{f}.flags[{i}]"), format!("unknown flag {other:?}")))
+                return Err(Error::invalid(
+                    format!("{f}.flags[{i}]"),
+                    format!("unknown flag {other:?}"),
+                ))
             }
         };
-        ctx.set_filter_attr(attr, 1).map_err(lib(format!("{f}.flags[{i}]")))?;
+        ctx.set_filter_attr(attr, 1)
+            .map_err(lib(format!("{f}.flags[{i}]")))?;
     }
     for (i, rule) in s.syscalls.iter().enumerate() {
         let field = format!("{f}.syscalls[{i}]");
-        let act = action(&format!("{field}.action"), &rule.action, rule.errno_ret, s.default_errno_ret)?;
+        let act = action(
+            &format!("{field}.action"),
+            &rule.action,
+            rule.errno_ret,
+            s.default_errno_ret,
+        )?;
         if act == default {
             continue;
         }
         let mut cmps = Vec::new();
         for (j, a) in rule.args.iter().enumerate() {
-            let op = ScmpCompareOp::from_str(&a.op)
-                .map_err(|_| Error::invalid(format!("{field}.args[{j}].op"), format!("unknown op {:?}", a.op)))?;
+            let op = ScmpCompareOp::from_str(&a.op).map_err(|_| {
+                Error::invalid(
+                    format!("{field}.args[{j}].op"),
+                    format!("unknown op {:?}", a.op),
+                )
+            })?;
             let cmp = match op {
                 // The spec's value is the mask, valueTwo the datum.
                 ScmpCompareOp::MaskedEqual(_) => {

@@ -276,6 +276,9 @@ pub fn exec(root: &Path, a: &ExecArgs) -> anyhow::Result<i32> {
         console_socket: a.console_socket.clone(),
         preserve_fds: a.preserve_fds,
     };
-    let done = oci::exec::exec(root, &a.id, &p, &opts)?;
-    Ok(done.exit_code.unwrap_or(0))
+    let pid = oci::exec::exec(root, &a.id, &p, &opts)?;
+    if a.detach {
+        return Ok(0);
+    }
+    wait_forwarding(pid)
 }

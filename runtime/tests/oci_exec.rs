@@ -115,3 +115,30 @@ fn bad_process_json_names_the_field() {
     let out = b.cmd(&["exec", "--process", pfile.to_str().unwrap(), &b.id]);
     assert_fails(&out, &["process.json", "cwd", "invalid type"]);
 }
+
+#[test]
+fn a_foreground_exec_forwards_signals() {
+    let b = running("execsig");
+    let out = fs::File::create(b.tmp.path().join("exec.out")).unwrap();
+    let mut cmd = std::process::Command::new(oci_support::SNAPRUN);
+    cmd.arg("--root").arg(b.root()).args([
+        "exec",
+        &b.id,
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 9' TERM; echo ready; while true; do sleep 0.05; done",
+    ]);
+    cmd.stdout(out).stdin(std::process::Stdio::null());
+    let mut child = oci_support::close_fds(&mut cmd).spawn().unwrap();
+    wait_for("the exec'd shell", || {
+        fs::read_to_string(b.tmp.path().join("exec.out"))
+            .ok()
+            .filter(|s| s.contains("ready"))
+    });
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let st = wait_for("snaprun exec to exit", || child.try_wait().unwrap());
+    assert_eq!(st.code(), Some(9), "the signal did not reach the process");
+    let text = fs::read_to_string(b.tmp.path().join("exec.out")).unwrap();
+    assert!(text.contains("got-term"), "{text}");
+}

@@ -10,8 +10,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use nix::sched::{setns, CloneFlags};
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, ForkResult};
 
 use super::error::{Error, Result};
 use super::namespaces::{self, Plan};
@@ -28,19 +28,16 @@ pub struct ExecOptions {
     pub preserve_fds: u32,
 }
 
-/// The exec'd process: its pid, and its exit code unless detached.
-pub struct Execd {
-    pub pid: i32,
-    pub exit_code: Option<i32>,
-}
-
 /// The container's own process, the template for `exec ID CMD...`.
 pub fn template(root: &Path, id: &str) -> Result<Process> {
     let c = Container::load(root, id)?;
     Ok(c.spec()?.process.unwrap_or_default())
 }
 
-pub fn exec(root: &Path, id: &str, p: &Process, opts: &ExecOptions) -> Result<Execd> {
+/// Starts P in container ID and returns its pid. Unless `opts.detach`, the
+/// caller has been made a child subreaper and the process is its child, to
+/// wait for.
+pub fn exec(root: &Path, id: &str, p: &Process, opts: &ExecOptions) -> Result<i32> {
     let c = Container::load(root, id)?;
     match c.status() {
         Status::Running => {}
@@ -130,29 +127,7 @@ pub fn exec(root: &Path, id: &str, p: &Process, opts: &ExecOptions) -> Result<Ex
     if let Some(f) = &opts.pid_file {
         state::write_atomic(f, pid.to_string().as_bytes())?;
     }
-    if opts.detach {
-        return Ok(Execd {
-            pid,
-            exit_code: None,
-        });
-    }
-    let code = wait_exit(pid)?;
-    Ok(Execd {
-        pid,
-        exit_code: Some(code),
-    })
-}
-
-/// Waits for PID (a child) and returns its exit code, 128+N for signal N.
-pub fn wait_exit(pid: i32) -> Result<i32> {
-    loop {
-        match waitpid(Pid::from_raw(pid), None) {
-            Ok(WaitStatus::Exited(_, c)) => return Ok(c),
-            Ok(WaitStatus::Signaled(_, s, _)) => return Ok(128 + s as i32),
-            Ok(_) | Err(nix::Error::EINTR) => continue,
-            Err(e) => return Err(Error::sys(format!("wait for pid {pid}"), e)),
-        }
-    }
+    Ok(pid)
 }
 
 fn helper_main(

@@ -230,3 +230,23 @@ fn features_and_spec() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("exists"));
 }
+
+#[test]
+fn run_with_no_pivot_chroots_into_the_rootfs() {
+    let b = Bundle::new("nopivot", &["sh", "-c", "ls /; echo done"]);
+    b.write_config();
+    let st = b.cmd_to_files(&[
+        "run",
+        "--no-pivot",
+        "--bundle",
+        b.dir().to_str().unwrap(),
+        &b.id,
+    ]);
+    assert_eq!(st.code(), Some(0), "{}", b.err());
+    let out = b.out();
+    assert!(
+        out.contains("bin") && out.contains("proc") && out.contains("done"),
+        "{out}"
+    );
+    assert!(!out.contains("usr"), "the host's root shows: {out}");
+}

@@ -137,6 +137,8 @@ enum Command {
     Pause { id: String },
     /// Thaw a paused container.
     Resume { id: String },
+    /// Change a container's resource limits.
+    Update(oci_cli::UpdateArgs),
     /// What this runtime implements (JSON).
     Features,
     /// Write a default config.json into the bundle.
@@ -251,6 +253,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Exec(a) => return Ok(exit_code(oci_cli::exec(root, &a)?)),
         Command::Pause { id } => oci::pause::pause(root, &id)?,
         Command::Resume { id } => oci::pause::resume(root, &id)?,
+        Command::Update(a) => oci_cli::update(root, &a)?,
         Command::Features => {
             println!(
                 "{}",

@@ -99,6 +99,75 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
+#[derive(Args)]
+pub struct UpdateArgs {
+    /// A runtime-spec `linux.resources` JSON file, `-` for stdin.
+    #[arg(short, long)]
+    pub resources: Option<PathBuf>,
+    /// Memory limit in bytes.
+    #[arg(long)]
+    pub memory: Option<i64>,
+    /// Memory reservation (soft limit) in bytes.
+    #[arg(long)]
+    pub memory_reservation: Option<i64>,
+    /// Memory plus swap limit in bytes.
+    #[arg(long)]
+    pub memory_swap: Option<i64>,
+    #[arg(long)]
+    pub cpu_shares: Option<u64>,
+    #[arg(long)]
+    pub cpu_quota: Option<i64>,
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    pub id: String,
+}
+
+pub fn update(root: &Path, a: &UpdateArgs) -> anyhow::Result<()> {
+    use oci::spec::{Cpu, Memory, Pids, Resources};
+    let mut res: Resources = match a.resources.as_deref() {
+        Some(p) if p == Path::new("-") => {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("read stdin")?;
+            oci::spec::parse(&buf, Path::new("(stdin)"))?
+        }
+        Some(p) => {
+            let buf = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
+            oci::spec::parse(&buf, p)?
+        }
+        None => Resources::default(),
+    };
+    if a.memory.is_some() || a.memory_reservation.is_some() || a.memory_swap.is_some() {
+        let m = res.memory.get_or_insert_with(Memory::default);
+        m.limit = a.memory.or(m.limit);
+        m.reservation = a.memory_reservation.or(m.reservation);
+        m.swap = a.memory_swap.or(m.swap);
+    }
+    let cpu_flags = a.cpu_shares.is_some()
+        || a.cpu_quota.is_some()
+        || a.cpu_period.is_some()
+        || a.cpuset_cpus.is_some()
+        || a.cpuset_mems.is_some();
+    if cpu_flags {
+        let c = res.cpu.get_or_insert_with(Cpu::default);
+        c.shares = a.cpu_shares.or(c.shares);
+        c.quota = a.cpu_quota.or(c.quota);
+        c.period = a.cpu_period.or(c.period);
+        c.cpus = a.cpuset_cpus.clone().or(c.cpus.take());
+        c.mems = a.cpuset_mems.clone().or(c.mems.take());
+    }
+    if let Some(limit) = a.pids_limit {
+        res.pids = Some(Pids { limit });
+    }
+    oci::update::update(root, &a.id, &res)?;
+    Ok(())
+}
+
 pub fn create(root: &Path, a: &CreateArgs) -> anyhow::Result<()> {
     oci::create::create(root, &a.id, &a.options())?;
     Ok(())

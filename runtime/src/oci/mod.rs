@@ -28,6 +28,7 @@ pub mod spec;
 pub mod start;
 pub mod state;
 mod sync;
+pub mod update;
 pub mod validate;
 
 pub use error::{Error, Result};

@@ -332,3 +332,34 @@ fn seccomp_filters_the_container_and_its_execs() {
         assert!(!b.rootfs().join("tmp/z").exists());
     }
 }
+
+#[test]
+fn namespaces_given_by_path_are_joined() {
+    let mut a = Bundle::new("nsa", &["sh", "-c", "echo up; exec sleep 1000"]);
+    a.config["hostname"] = "shared-uts".into();
+    let pid_a = a.create();
+    a.ok("start");
+    a.wait_out("up");
+    let mut b = Bundle::new(
+        "nsb",
+        &[
+            "sh",
+            "-c",
+            "hostname; readlink /proc/self/ns/net; echo done",
+        ],
+    );
+    b.config.as_object_mut().unwrap().remove("hostname");
+    let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    for n in ns.iter_mut() {
+        if n["type"] == "uts" || n["type"] == "network" {
+            let name = if n["type"] == "uts" { "uts" } else { "net" };
+            n["path"] = format!("/proc/{pid_a}/ns/{name}").into();
+        }
+    }
+    b.create();
+    b.ok("start");
+    let out = b.wait_out("done");
+    assert_eq!(line(&out, "shared"), "shared-uts", "{out}");
+    let a_net = fs::read_link(format!("/proc/{pid_a}/ns/net")).unwrap();
+    assert!(out.contains(a_net.to_str().unwrap()), "{out} vs {a_net:?}");
+}

@@ -33,6 +33,7 @@ echo firmware=$(ls /sys/firmware | wc -l)
 (echo 1 > /proc/sys/kernel/domainname) 2>/dev/null || echo procsys-readonly
 echo ipfwd=$(cat /proc/sys/net/ipv4/ip_forward)
 echo null=$(stat -c %t:%T /dev/null) fd=$(readlink /dev/fd)
+echo tun=$(stat -c '%F %t:%T %a %u' /dev/net/tun)
 echo done
 exec sleep 1000
 "#;
@@ -72,6 +73,8 @@ fn the_container_sees_its_config() {
         .as_array_mut()
         .unwrap()
         .push("/proc/version".into());
+    c["linux"]["devices"] = json!([{"type": "c", "path": "/dev/net/tun", "major": 10, "minor": 200,
+                                     "fileMode": 384, "uid": 1000, "gid": 0}]);
     c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
     c["linux"]["resources"]["memory"] = json!({"limit": 67108864});
     c["linux"]["resources"]["pids"] = json!({"limit": 20});
@@ -107,6 +110,10 @@ fn the_container_sees_its_config() {
     );
     assert_eq!(line(&out, "ipfwd="), "ipfwd=1");
     assert_eq!(line(&out, "null="), "null=1:3 fd=/proc/self/fd");
+    assert_eq!(
+        line(&out, "tun="),
+        "tun=character special file a:c8 600 1000"
+    );
     let root = out
         .lines()
         .find(|l| l.split(' ').nth(1) == Some("/"))

@@ -60,6 +60,8 @@ enum Command {
         /// Print the time of each phase to stderr.
         #[arg(long)]
         timings: bool,
+        #[command(flatten)]
+        runc: oci_cli::RuncCriuArgs,
         /// A container to checkpoint (not implemented yet).
         id: Option<String>,
     },
@@ -81,6 +83,8 @@ enum Command {
         /// Return once the container is restored (with ID).
         #[arg(short, long)]
         detach: bool,
+        #[command(flatten)]
+        runc: oci_cli::RuncCriuArgs,
         /// A container to restore (not implemented yet).
         id: Option<String>,
     },
@@ -173,12 +177,16 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             image_path,
             leave_running,
             timings,
+            runc,
             id,
         } => {
             if let Some(id) = id {
                 return Err(
                     oci::Error::NotImplemented(format!("checkpoint of container {id}")).into(),
                 );
+            }
+            if let Some(flag) = runc.given() {
+                bail!("{flag} applies to a container checkpoint (ID), not to --pid");
             }
             let (Some(pid), Some(image_path)) = (pid, image_path) else {
                 bail!("checkpoint needs --pid and --image-path (or a container ID)");
@@ -198,13 +206,21 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             pid_file,
             timings,
             id,
-            bundle: _,
-            detach: _,
+            bundle,
+            detach,
+            runc,
         } => {
             if let Some(id) = id {
                 return Err(
                     oci::Error::NotImplemented(format!("restore of container {id}")).into(),
                 );
+            }
+            if let Some(flag) = runc
+                .given()
+                .or(bundle.is_some().then_some("--bundle"))
+                .or(detach.then_some("--detach"))
+            {
+                bail!("{flag} applies to a container restore (ID)");
             }
             let Some(image_path) = image_path else {
                 bail!("restore needs --image-path (or a container ID)");

@@ -99,6 +99,71 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
+/// runc's CRIU flags for `checkpoint ID` / `restore ID`: accepted so that
+/// containerd's calls parse and reach the container form (not implemented
+/// yet); refused with the process form (`--pid`, or restore without ID).
+#[derive(Args, Default)]
+pub struct RuncCriuArgs {
+    /// Scratch dir for the checkpoint's logs.
+    #[arg(long)]
+    pub work_path: Option<PathBuf>,
+    #[arg(long)]
+    pub tcp_established: bool,
+    #[arg(long)]
+    pub ext_unix_sk: bool,
+    #[arg(long)]
+    pub shell_job: bool,
+    #[arg(long)]
+    pub file_locks: bool,
+    #[arg(long)]
+    pub manage_cgroups_mode: Option<String>,
+    #[arg(long)]
+    pub empty_ns: Vec<String>,
+    #[arg(long)]
+    pub auto_dedup: bool,
+    #[arg(long)]
+    pub lazy_pages: bool,
+    #[arg(long)]
+    pub parent_path: Option<PathBuf>,
+    #[arg(long)]
+    pub pre_dump: bool,
+    #[arg(long)]
+    pub page_server: Option<String>,
+    #[arg(long)]
+    pub status_fd: Option<i32>,
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    #[arg(long)]
+    pub no_pivot: bool,
+    #[arg(long)]
+    pub no_subreaper: bool,
+}
+
+impl RuncCriuArgs {
+    /// The first container-only flag given, if any.
+    pub fn given(&self) -> Option<&'static str> {
+        let flags = [
+            (self.work_path.is_some(), "--work-path"),
+            (self.tcp_established, "--tcp-established"),
+            (self.ext_unix_sk, "--ext-unix-sk"),
+            (self.shell_job, "--shell-job"),
+            (self.file_locks, "--file-locks"),
+            (self.manage_cgroups_mode.is_some(), "--manage-cgroups-mode"),
+            (!self.empty_ns.is_empty(), "--empty-ns"),
+            (self.auto_dedup, "--auto-dedup"),
+            (self.lazy_pages, "--lazy-pages"),
+            (self.parent_path.is_some(), "--parent-path"),
+            (self.pre_dump, "--pre-dump"),
+            (self.page_server.is_some(), "--page-server"),
+            (self.status_fd.is_some(), "--status-fd"),
+            (self.console_socket.is_some(), "--console-socket"),
+            (self.no_pivot, "--no-pivot"),
+            (self.no_subreaper, "--no-subreaper"),
+        ];
+        flags.iter().find(|(set, _)| *set).map(|(_, name)| *name)
+    }
+}
+
 #[derive(Args)]
 pub struct UpdateArgs {
     /// A runtime-spec `linux.resources` JSON file, `-` for stdin.

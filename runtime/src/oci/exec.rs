@@ -18,7 +18,7 @@ use super::namespaces::{self, Plan};
 use super::spec::{Process, Seccomp};
 use super::state::{self, Container, Status};
 use super::sync::Channel;
-use super::{caps, console, process, seccomp, validate};
+use super::{caps, console, proc, process, seccomp, validate};
 
 #[derive(Clone, Debug, Default)]
 pub struct ExecOptions {
@@ -37,6 +37,7 @@ pub fn template(root: &Path, id: &str) -> Result<Process> {
 /// Starts P in container ID and returns its pid. Unless `opts.detach`, the
 /// caller has been made a child subreaper and the process is its child, to
 /// wait for.
+/// Must be called from a single-threaded process, as `create`.
 pub fn exec(root: &Path, id: &str, p: &Process, opts: &ExecOptions) -> Result<i32> {
     let c = Container::load(root, id)?;
     match c.status() {
@@ -85,7 +86,8 @@ pub fn exec(root: &Path, id: &str, p: &Process, opts: &ExecOptions) -> Result<i3
             .map_err(|e| Error::sys("prctl PR_SET_CHILD_SUBREAPER", e))?;
     }
     let (mut parent, mut child) = Channel::pair()?;
-    // SAFETY: this process is single-threaded; the child only runs this
+    proc::check_single_threaded("exec")?;
+    // SAFETY: checked just above: this process is single-threaded; the child only runs this
     // crate's code before it execs or exits.
     let helper = match unsafe { fork() }.map_err(|e| Error::sys("fork the exec helper", e))? {
         ForkResult::Child => {

@@ -27,6 +27,7 @@ REPO=$(pwd)
 #                          tests (started privately by the test harness; the
 #                          package's own service is not used)
 #   runc                   what the containerd package expects beside its shim
+#   libseccomp-dev         the OCI runtime's seccomp filters (libseccomp crate)
 APT_PACKAGES=(
     bc
     build-essential
@@ -40,6 +41,7 @@ APT_PACKAGES=(
     busybox-static
     containerd
     runc
+    libseccomp-dev
 )
 # ---------------------------------------------------------------------------
 

@@ -99,6 +99,8 @@ enum Command {
         /// Print the time of each phase to stderr.
         #[arg(long)]
         timings: bool,
+        #[command(flatten)]
+        runc: oci_cli::RuncCriuArgs,
         /// A container to checkpoint (not implemented yet).
         id: Option<String>,
     },
@@ -131,6 +133,8 @@ enum Command {
         /// Return once the container is restored (with ID).
         #[arg(short, long)]
         detach: bool,
+        #[command(flatten)]
+        runc: oci_cli::RuncCriuArgs,
         /// A container to restore (not implemented yet).
         id: Option<String>,
     },
@@ -192,6 +196,8 @@ enum Command {
     Pause { id: String },
     /// Thaw a paused container.
     Resume { id: String },
+    /// Change a container's resource limits.
+    Update(oci_cli::UpdateArgs),
     /// What this runtime implements (JSON).
     Features,
     /// Write a default config.json into the bundle.
@@ -217,12 +223,16 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             leave_running,
             tcp_close,
             timings,
+            runc,
             id,
         } => {
             if let Some(id) = id {
                 return Err(
                     oci::Error::NotImplemented(format!("checkpoint of container {id}")).into(),
                 );
+            }
+            if let Some(flag) = runc.given() {
+                bail!("{flag} applies to a container checkpoint (ID), not to --pid");
             }
             let target = match (target.image_path, target.to) {
                 (Some(dir), _) => ImageTarget::Dir(dir),
@@ -265,13 +275,21 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             new_pidns,
             timings,
             id,
-            bundle: _,
-            detach: _,
+            bundle,
+            detach,
+            runc,
         } => {
             if let Some(id) = id {
                 return Err(
                     oci::Error::NotImplemented(format!("restore of container {id}")).into(),
                 );
+            }
+            if let Some(flag) = runc
+                .given()
+                .or(bundle.is_some().then_some("--bundle"))
+                .or(detach.then_some("--detach"))
+            {
+                bail!("{flag} applies to a container restore (ID)");
             }
             let image = match (source.image_path, source.from) {
                 (Some(dir), _) => Image::open(&dir)?,
@@ -340,6 +358,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Exec(a) => return Ok(exit_code(oci_cli::exec(root, &a)?)),
         Command::Pause { id } => oci::pause::pause(root, &id)?,
         Command::Resume { id } => oci::pause::resume(root, &id)?,
+        Command::Update(a) => oci_cli::update(root, &a)?,
         Command::Features => {
             println!(
                 "{}",

@@ -99,6 +99,140 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
+/// runc's CRIU flags for `checkpoint ID` / `restore ID`: accepted so that
+/// containerd's calls parse and reach the container form (not implemented
+/// yet); refused with the process form (`--pid`, or restore without ID).
+#[derive(Args, Default)]
+pub struct RuncCriuArgs {
+    /// Scratch dir for the checkpoint's logs.
+    #[arg(long)]
+    pub work_path: Option<PathBuf>,
+    #[arg(long)]
+    pub tcp_established: bool,
+    #[arg(long)]
+    pub ext_unix_sk: bool,
+    #[arg(long)]
+    pub shell_job: bool,
+    #[arg(long)]
+    pub file_locks: bool,
+    #[arg(long)]
+    pub manage_cgroups_mode: Option<String>,
+    #[arg(long)]
+    pub empty_ns: Vec<String>,
+    #[arg(long)]
+    pub auto_dedup: bool,
+    #[arg(long)]
+    pub lazy_pages: bool,
+    #[arg(long)]
+    pub parent_path: Option<PathBuf>,
+    #[arg(long)]
+    pub pre_dump: bool,
+    #[arg(long)]
+    pub page_server: Option<String>,
+    #[arg(long)]
+    pub status_fd: Option<i32>,
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    #[arg(long)]
+    pub no_pivot: bool,
+    #[arg(long)]
+    pub no_subreaper: bool,
+}
+
+impl RuncCriuArgs {
+    /// The first container-only flag given, if any.
+    pub fn given(&self) -> Option<&'static str> {
+        let flags = [
+            (self.work_path.is_some(), "--work-path"),
+            (self.tcp_established, "--tcp-established"),
+            (self.ext_unix_sk, "--ext-unix-sk"),
+            (self.shell_job, "--shell-job"),
+            (self.file_locks, "--file-locks"),
+            (self.manage_cgroups_mode.is_some(), "--manage-cgroups-mode"),
+            (!self.empty_ns.is_empty(), "--empty-ns"),
+            (self.auto_dedup, "--auto-dedup"),
+            (self.lazy_pages, "--lazy-pages"),
+            (self.parent_path.is_some(), "--parent-path"),
+            (self.pre_dump, "--pre-dump"),
+            (self.page_server.is_some(), "--page-server"),
+            (self.status_fd.is_some(), "--status-fd"),
+            (self.console_socket.is_some(), "--console-socket"),
+            (self.no_pivot, "--no-pivot"),
+            (self.no_subreaper, "--no-subreaper"),
+        ];
+        flags.iter().find(|(set, _)| *set).map(|(_, name)| *name)
+    }
+}
+
+#[derive(Args)]
+pub struct UpdateArgs {
+    /// A runtime-spec `linux.resources` JSON file, `-` for stdin.
+    #[arg(short, long)]
+    pub resources: Option<PathBuf>,
+    /// Memory limit in bytes.
+    #[arg(long)]
+    pub memory: Option<i64>,
+    /// Memory reservation (soft limit) in bytes.
+    #[arg(long)]
+    pub memory_reservation: Option<i64>,
+    /// Memory plus swap limit in bytes.
+    #[arg(long)]
+    pub memory_swap: Option<i64>,
+    #[arg(long)]
+    pub cpu_shares: Option<u64>,
+    #[arg(long)]
+    pub cpu_quota: Option<i64>,
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    pub id: String,
+}
+
+pub fn update(root: &Path, a: &UpdateArgs) -> anyhow::Result<()> {
+    use oci::spec::{Cpu, Memory, Pids, Resources};
+    let mut res: Resources = match a.resources.as_deref() {
+        Some(p) if p == Path::new("-") => {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("read stdin")?;
+            oci::spec::parse(&buf, Path::new("(stdin)"))?
+        }
+        Some(p) => {
+            let buf = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
+            oci::spec::parse(&buf, p)?
+        }
+        None => Resources::default(),
+    };
+    if a.memory.is_some() || a.memory_reservation.is_some() || a.memory_swap.is_some() {
+        let m = res.memory.get_or_insert_with(Memory::default);
+        m.limit = a.memory.or(m.limit);
+        m.reservation = a.memory_reservation.or(m.reservation);
+        m.swap = a.memory_swap.or(m.swap);
+    }
+    let cpu_flags = a.cpu_shares.is_some()
+        || a.cpu_quota.is_some()
+        || a.cpu_period.is_some()
+        || a.cpuset_cpus.is_some()
+        || a.cpuset_mems.is_some();
+    if cpu_flags {
+        let c = res.cpu.get_or_insert_with(Cpu::default);
+        c.shares = a.cpu_shares.or(c.shares);
+        c.quota = a.cpu_quota.or(c.quota);
+        c.period = a.cpu_period.or(c.period);
+        c.cpus = a.cpuset_cpus.clone().or(c.cpus.take());
+        c.mems = a.cpuset_mems.clone().or(c.mems.take());
+    }
+    if let Some(limit) = a.pids_limit {
+        res.pids = Some(Pids { limit });
+    }
+    oci::update::update(root, &a.id, &res)?;
+    Ok(())
+}
+
 pub fn create(root: &Path, a: &CreateArgs) -> anyhow::Result<()> {
     oci::create::create(root, &a.id, &a.options())?;
     Ok(())
@@ -276,6 +410,9 @@ pub fn exec(root: &Path, a: &ExecArgs) -> anyhow::Result<i32> {
         console_socket: a.console_socket.clone(),
         preserve_fds: a.preserve_fds,
     };
-    let done = oci::exec::exec(root, &a.id, &p, &opts)?;
-    Ok(done.exit_code.unwrap_or(0))
+    let pid = oci::exec::exec(root, &a.id, &p, &opts)?;
+    if a.detach {
+        return Ok(0);
+    }
+    wait_forwarding(pid)
 }

@@ -33,6 +33,7 @@ echo firmware=$(ls /sys/firmware | wc -l)
 (echo 1 > /proc/sys/kernel/domainname) 2>/dev/null || echo procsys-readonly
 echo ipfwd=$(cat /proc/sys/net/ipv4/ip_forward)
 echo null=$(stat -c %t:%T /dev/null) fd=$(readlink /dev/fd)
+echo tun=$(stat -c '%F %t:%T %a %u' /dev/net/tun)
 echo done
 exec sleep 1000
 "#;
@@ -72,6 +73,8 @@ fn the_container_sees_its_config() {
         .as_array_mut()
         .unwrap()
         .push("/proc/version".into());
+    c["linux"]["devices"] = json!([{"type": "c", "path": "/dev/net/tun", "major": 10, "minor": 200,
+                                     "fileMode": 384, "uid": 1000, "gid": 0}]);
     c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
     c["linux"]["resources"]["memory"] = json!({"limit": 67108864});
     c["linux"]["resources"]["pids"] = json!({"limit": 20});
@@ -107,6 +110,10 @@ fn the_container_sees_its_config() {
     );
     assert_eq!(line(&out, "ipfwd="), "ipfwd=1");
     assert_eq!(line(&out, "null="), "null=1:3 fd=/proc/self/fd");
+    assert_eq!(
+        line(&out, "tun="),
+        "tun=character special file a:c8 600 1000"
+    );
     let root = out
         .lines()
         .find(|l| l.split(' ').nth(1) == Some("/"))
@@ -296,4 +303,70 @@ fn the_console_socket_gets_the_pty_master() {
         "",
         "output went to the pty, not the inherited stdout"
     );
+}
+
+#[test]
+fn seccomp_filters_the_container_and_its_execs() {
+    for nnp in [true, false] {
+        let mut b = Bundle::new(
+            "seccomp",
+            &[
+                "sh",
+                "-c",
+                "mkdir /tmp/x 2>/dev/null || echo mkdir-denied; touch /tmp/y && echo touch-ok; \
+                 grep Seccomp: /proc/self/status; echo done; exec sleep 1000",
+            ],
+        );
+        b.config["process"]["noNewPrivileges"] = nnp.into();
+        b.config["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [
+                {"names": ["mkdir", "mkdirat", "not_a_syscall"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+                {"names": ["personality"], "action": "SCMP_ACT_ERRNO",
+                 "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]}
+            ]
+        });
+        b.create();
+        b.ok("start");
+        let out = b.wait_out("done");
+        assert!(out.contains("mkdir-denied"), "nnp {nnp}: {out}");
+        assert!(out.contains("touch-ok"), "nnp {nnp}: {out}");
+        assert!(line(&out, "Seccomp:").ends_with('2'), "nnp {nnp}: {out}");
+        assert!(!b.rootfs().join("tmp/x").exists());
+        let ex = b.cmd(&["exec", &b.id, "mkdir", "/tmp/z"]);
+        assert_eq!(ex.status.code(), Some(1), "exec got no filter (nnp {nnp})");
+        assert!(!b.rootfs().join("tmp/z").exists());
+    }
+}
+
+#[test]
+fn namespaces_given_by_path_are_joined() {
+    let mut a = Bundle::new("nsa", &["sh", "-c", "echo up; exec sleep 1000"]);
+    a.config["hostname"] = "shared-uts".into();
+    let pid_a = a.create();
+    a.ok("start");
+    a.wait_out("up");
+    let mut b = Bundle::new(
+        "nsb",
+        &[
+            "sh",
+            "-c",
+            "hostname; readlink /proc/self/ns/net; echo done",
+        ],
+    );
+    b.config.as_object_mut().unwrap().remove("hostname");
+    let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    for n in ns.iter_mut() {
+        if n["type"] == "uts" || n["type"] == "network" {
+            let name = if n["type"] == "uts" { "uts" } else { "net" };
+            n["path"] = format!("/proc/{pid_a}/ns/{name}").into();
+        }
+    }
+    b.create();
+    b.ok("start");
+    let out = b.wait_out("done");
+    assert_eq!(line(&out, "shared"), "shared-uts", "{out}");
+    let a_net = fs::read_link(format!("/proc/{pid_a}/ns/net")).unwrap();
+    assert!(out.contains(a_net.to_str().unwrap()), "{out} vs {a_net:?}");
 }

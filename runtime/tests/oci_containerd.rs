@@ -47,6 +47,32 @@ fn ctr_run_goes_through_snaprun() {
 }
 
 #[test]
+fn ctr_run_with_a_terminal_gets_a_pty_through_the_console_socket() {
+    let c = Containerd::start();
+    let rootfs = c.tmp.path().join("rootfs");
+    busybox_rootfs(&rootfs);
+    let id = unique_id("tty");
+    let cgroup = format!("snaprun-test/{id}");
+    let mut args = Containerd::run_args(rootfs.to_str().unwrap(), &id, &cgroup);
+    args.insert(1, "--rm");
+    args.insert(1, "-t");
+    args.extend(["sh", "-c", "tty; exit 5"]);
+    // ctr -t needs a terminal of its own: script(1) gives it one.
+    let ctr = c.ctr_cmd(&args);
+    let line: Vec<String> = std::iter::once(ctr.get_program())
+        .chain(ctr.get_args())
+        .map(|a| format!("'{}'", a.to_string_lossy()))
+        .collect();
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &line.join(" "), "/dev/null"])
+        .stdin(std::process::Stdio::null());
+    let out = oci_support::close_fds(&mut cmd).output().unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(5), "{all}\n{}", c.log());
+    assert!(all.contains("/dev/pts/0"), "{all}");
+}
+
+#[test]
 fn ctr_task_exec_ps_pause_resume_kill() {
     let c = Containerd::start();
     let rootfs = c.tmp.path().join("rootfs");

@@ -170,6 +170,54 @@ fn container_checkpoint_is_not_implemented_yet() {
         &b.cmd(&["restore", "--bundle", "/tmp", "some-container"]),
         &["not implemented yet"],
     );
+    // containerd's runc calls parse and reach the container form.
+    let out = b.cmd(&[
+        "checkpoint",
+        "--image-path",
+        "/tmp/img",
+        "--work-path",
+        "/tmp/work",
+        "--leave-running",
+        "--tcp-established",
+        "--manage-cgroups-mode",
+        "soft",
+        "some-container",
+    ]);
+    assert_fails(
+        &out,
+        &["checkpoint of container some-container: not implemented yet"],
+    );
+    let out = b.cmd(&[
+        "restore",
+        "--image-path",
+        "/tmp/img",
+        "--work-path",
+        "/tmp/work",
+        "--bundle",
+        "/tmp",
+        "--detach",
+        "--pid-file",
+        "/tmp/p",
+        "--no-subreaper",
+        "some-container",
+    ]);
+    assert_fails(
+        &out,
+        &["restore of container some-container: not implemented yet"],
+    );
+    // The process forms refuse the container-only flags.
+    let out = b.cmd(&[
+        "checkpoint",
+        "--pid",
+        "1",
+        "--image-path",
+        "/tmp/img",
+        "--work-path",
+        "/w",
+    ]);
+    assert_fails(&out, &["--work-path applies to a container checkpoint"]);
+    let out = b.cmd(&["restore", "--image-path", "/tmp/img", "--bundle", "/tmp"]);
+    assert_fails(&out, &["--bundle applies to a container restore"]);
 }
 
 #[test]
@@ -195,4 +243,18 @@ fn the_json_log_holds_the_error_for_containerd() {
         "{text}"
     );
     assert!(last["time"].as_str().unwrap().ends_with('Z'), "{text}");
+}
+
+#[test]
+fn bad_seccomp_fields_are_named() {
+    let b = bundle_with(|c| {
+        c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_SOMETIMES"}]})
+    });
+    create_fails(
+        &b,
+        &["linux.seccomp.syscalls[0].action", "SCMP_ACT_SOMETIMES"],
+    );
+    let b = bundle_with(|c| c["linux"]["seccomp"] = json!({"syscalls": []}));
+    create_fails(&b, &["linux.seccomp", "missing field `defaultAction`"]);
 }

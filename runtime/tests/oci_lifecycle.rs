@@ -230,3 +230,74 @@ fn features_and_spec() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("exists"));
 }
+
+#[test]
+fn run_with_no_pivot_chroots_into_the_rootfs() {
+    let b = Bundle::new("nopivot", &["sh", "-c", "ls /; echo done"]);
+    b.write_config();
+    let st = b.cmd_to_files(&[
+        "run",
+        "--no-pivot",
+        "--bundle",
+        b.dir().to_str().unwrap(),
+        &b.id,
+    ]);
+    assert_eq!(st.code(), Some(0), "{}", b.err());
+    let out = b.out();
+    assert!(
+        out.contains("bin") && out.contains("proc") && out.contains("done"),
+        "{out}"
+    );
+    assert!(!out.contains("usr"), "the host's root shows: {out}");
+}
+
+#[test]
+fn update_changes_the_cgroup_limits() {
+    let b = Bundle::new("update", &["sleep", "1000"]);
+    let pid = b.create();
+    b.ok("start");
+    let cgroups = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let dir = |ctrl: &str| {
+        let line = cgroups
+            .lines()
+            .find(|l| {
+                l.split(':')
+                    .nth(1)
+                    .is_some_and(|c| c.split(',').any(|x| x == ctrl))
+            })
+            .unwrap();
+        format!(
+            "/sys/fs/cgroup/{ctrl}{}",
+            line.splitn(3, ':').nth(2).unwrap()
+        )
+    };
+    let res = b.tmp.path().join("res.json");
+    fs::write(
+        &res,
+        r#"{"memory": {"limit": 33554432}, "pids": {"limit": 9}}"#,
+    )
+    .unwrap();
+    let out = b.cmd(&["update", "--resources", res.to_str().unwrap(), &b.id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |p: String| fs::read_to_string(p).unwrap().trim().to_string();
+    assert_eq!(
+        read(format!("{}/memory.limit_in_bytes", dir("memory"))),
+        "33554432"
+    );
+    assert_eq!(read(format!("{}/pids.max", dir("pids"))), "9");
+    let out = b.cmd(&["update", "--pids-limit", "12", "--cpu-shares", "512", &b.id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read(format!("{}/pids.max", dir("pids"))), "12");
+    assert_eq!(read(format!("{}/cpu.shares", dir("cpu"))), "512");
+    fs::write(&res, r#"{"memory": {"limit": "lots"}}"#).unwrap();
+    let out = b.cmd(&["update", "--resources", res.to_str().unwrap(), &b.id]);
+    assert_fails(&out, &["memory.limit", "invalid type"]);
+}

@@ -42,6 +42,11 @@ struct Hierarchy {
 fn mounted_hierarchies() -> Result<Vec<Hierarchy>> {
     let text = fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
+    Ok(parse_mountinfo(&text))
+}
+
+/// The cgroup mounts of a mountinfo text.
+fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
     let mut out = Vec::new();
     for line in text.lines() {
         let Some((left, right)) = line.split_once(" - ") else {
@@ -73,7 +78,7 @@ fn mounted_hierarchies() -> Result<Vec<Hierarchy>> {
             v2,
         });
     }
-    Ok(out)
+    out
 }
 
 /// This process's cgroup path in the hierarchy with these controllers.
@@ -109,7 +114,18 @@ impl Cgroup {
     /// (absolute: from each hierarchy's root; relative: from this process's
     /// own cgroup, as runc), without creating them.
     pub fn resolve(cgroups_path: &str) -> Result<Self> {
-        let hiers = mounted_hierarchies()?;
+        Ok(Self::resolve_in(
+            mounted_hierarchies()?,
+            cgroups_path,
+            own_path,
+        ))
+    }
+
+    fn resolve_in(
+        hiers: Vec<Hierarchy>,
+        cgroups_path: &str,
+        own_path: impl Fn(&Hierarchy) -> String,
+    ) -> Self {
         let unified_host = hiers
             .iter()
             .any(|h| h.v2 && h.mountpoint == Path::new("/sys/fs/cgroup"));
@@ -143,7 +159,7 @@ impl Cgroup {
                 path: h.mountpoint.join(rel),
             });
         }
-        Ok(Cgroup { dirs })
+        Cgroup { dirs }
     }
 
     fn dir_with(&self, controller: &str) -> Option<&Dir> {
@@ -476,4 +492,94 @@ fn apply_v1_devices(dir: &Path, res: &Resources) -> Result<()> {
         write(&dir.join("devices.allow"), rule)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::spec::{Cpu, Memory, Pids};
+
+    const HYBRID: &str = "\
+25 1 252:0 / / rw,relatime - ext4 /dev/vda rw
+30 25 0:26 / /sys/fs/cgroup rw - tmpfs tmpfs rw,mode=755
+31 30 0:27 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+32 30 0:28 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
+33 30 0:29 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+";
+    const UNIFIED: &str = "\
+25 1 252:0 / / rw,relatime - ext4 /dev/vda rw
+30 25 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate
+";
+
+    fn own(h: &Hierarchy) -> String {
+        if h.v2 {
+            "/user.slice".into()
+        } else {
+            "/mine".into()
+        }
+    }
+
+    #[test]
+    fn hybrid_host_gets_a_dir_per_hierarchy() {
+        let hiers = parse_mountinfo(HYBRID);
+        assert_eq!(hiers.len(), 3);
+        assert_eq!(hiers[1].controllers, vec!["cpu", "cpuacct"]);
+        let cg = Cgroup::resolve_in(hiers, "snaprun/c1", own);
+        let paths: Vec<_> = cg.dirs.iter().map(|d| d.path.clone()).collect();
+        assert_eq!(
+            paths,
+            vec![
+                PathBuf::from("/sys/fs/cgroup/memory/mine/snaprun/c1"),
+                PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/mine/snaprun/c1"),
+                PathBuf::from("/sys/fs/cgroup/unified/user.slice/snaprun/c1"),
+            ]
+        );
+        assert!(!cg.is_v2_host());
+        assert_eq!(cg.dir_with("cpuacct").unwrap().hierarchy, "cpu,cpuacct");
+    }
+
+    #[test]
+    fn unified_host_gets_one_dir_and_absolute_paths_start_at_the_root() {
+        let cg = Cgroup::resolve_in(parse_mountinfo(UNIFIED), "/default/c2", own);
+        assert_eq!(cg.dirs.len(), 1);
+        assert!(cg.is_v2_host());
+        assert_eq!(cg.dirs[0].path, PathBuf::from("/sys/fs/cgroup/default/c2"));
+        assert_eq!(cg.dirs[0].hierarchy, "");
+    }
+
+    #[test]
+    fn v2_limits_are_written_in_v2_terms() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cg = Cgroup {
+            dirs: vec![Dir {
+                hierarchy: String::new(),
+                controllers: Vec::new(),
+                v2: true,
+                path: tmp.path().to_path_buf(),
+            }],
+        };
+        let res = Resources {
+            memory: Some(Memory {
+                limit: Some(1 << 26),
+                reservation: Some(1 << 20),
+                swap: Some(1 << 27),
+            }),
+            cpu: Some(Cpu {
+                shares: Some(1024),
+                quota: Some(50_000),
+                period: Some(100_000),
+                ..Default::default()
+            }),
+            pids: Some(Pids { limit: 0 }),
+            ..Default::default()
+        };
+        cg.apply(&res).unwrap();
+        let read = |f: &str| fs::read_to_string(tmp.path().join(f)).unwrap();
+        assert_eq!(read("memory.max"), "67108864");
+        assert_eq!(read("memory.swap.max"), "67108864");
+        assert_eq!(read("memory.low"), "1048576");
+        assert_eq!(read("cpu.weight"), "39");
+        assert_eq!(read("cpu.max"), "50000 100000");
+        assert_eq!(read("pids.max"), "max");
+    }
 }

@@ -39,8 +39,11 @@ pub struct Created {
 }
 
 /// Clones a child with FLAGS that continues like fork's child (same stack,
-/// copied). Returns 0 in the child.
+/// copied). Returns 0 in the child. The child runs ordinary Rust code (it
+/// allocates) until it execs, which is sound only when this process has a
+/// single thread: no other thread can hold a lock the child would need.
 fn clone_process(flags: CloneFlags) -> Result<i32> {
+    proc::check_single_threaded("create")?;
     let raw = flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
     // SAFETY: a fork-style clone (no new stack, no shared memory or fds):
     // the child gets a private copy of this single-threaded process and
@@ -55,6 +58,9 @@ fn clone_process(flags: CloneFlags) -> Result<i32> {
     Ok(rc as i32)
 }
 
+/// Creates container ID from `opts.bundle` under ROOT. Must be called from a
+/// single-threaded process (the init is a fork-style clone that runs Rust
+/// code before it execs).
 pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
     state::check_id(id)?;
     let bundle = opts

@@ -10,15 +10,15 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use nix::sched::{setns, CloneFlags};
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, ForkResult};
 
 use super::error::{Error, Result};
 use super::namespaces::{self, Plan};
-use super::spec::Process;
+use super::spec::{Process, Seccomp};
 use super::state::{self, Container, Status};
 use super::sync::Channel;
-use super::{caps, console, process, validate};
+use super::{caps, console, proc, process, seccomp, validate};
 
 #[derive(Clone, Debug, Default)]
 pub struct ExecOptions {
@@ -28,19 +28,17 @@ pub struct ExecOptions {
     pub preserve_fds: u32,
 }
 
-/// The exec'd process: its pid, and its exit code unless detached.
-pub struct Execd {
-    pub pid: i32,
-    pub exit_code: Option<i32>,
-}
-
 /// The container's own process, the template for `exec ID CMD...`.
 pub fn template(root: &Path, id: &str) -> Result<Process> {
     let c = Container::load(root, id)?;
     Ok(c.spec()?.process.unwrap_or_default())
 }
 
-pub fn exec(root: &Path, id: &str, p: &Process, opts: &ExecOptions) -> Result<Execd> {
+/// Starts P in container ID and returns its pid. Unless `opts.detach`, the
+/// caller has been made a child subreaper and the process is its child, to
+/// wait for.
+/// Must be called from a single-threaded process, as `create`.
+pub fn exec(root: &Path, id: &str, p: &Process, opts: &ExecOptions) -> Result<i32> {
     let c = Container::load(root, id)?;
     match c.status() {
         Status::Running => {}
@@ -88,12 +86,21 @@ pub fn exec(root: &Path, id: &str, p: &Process, opts: &ExecOptions) -> Result<Ex
             .map_err(|e| Error::sys("prctl PR_SET_CHILD_SUBREAPER", e))?;
     }
     let (mut parent, mut child) = Channel::pair()?;
-    // SAFETY: this process is single-threaded; the child only runs this
+    proc::check_single_threaded("exec")?;
+    // SAFETY: checked just above: this process is single-threaded; the child only runs this
     // crate's code before it execs or exits.
     let helper = match unsafe { fork() }.map_err(|e| Error::sys("fork the exec helper", e))? {
         ForkResult::Child => {
             drop(parent);
-            let code = match helper_main(&mut child, &ns, p, console.as_ref(), opts.preserve_fds) {
+            let filter = spec.linux.as_ref().and_then(|l| l.seccomp.as_ref());
+            let code = match helper_main(
+                &mut child,
+                &ns,
+                p,
+                console.as_ref(),
+                opts.preserve_fds,
+                filter,
+            ) {
                 Ok(()) => 0,
                 Err(e) => {
                     let _ = child.send(&format!("error {e}"));
@@ -122,29 +129,7 @@ pub fn exec(root: &Path, id: &str, p: &Process, opts: &ExecOptions) -> Result<Ex
     if let Some(f) = &opts.pid_file {
         state::write_atomic(f, pid.to_string().as_bytes())?;
     }
-    if opts.detach {
-        return Ok(Execd {
-            pid,
-            exit_code: None,
-        });
-    }
-    let code = wait_exit(pid)?;
-    Ok(Execd {
-        pid,
-        exit_code: Some(code),
-    })
-}
-
-/// Waits for PID (a child) and returns its exit code, 128+N for signal N.
-pub fn wait_exit(pid: i32) -> Result<i32> {
-    loop {
-        match waitpid(Pid::from_raw(pid), None) {
-            Ok(WaitStatus::Exited(_, c)) => return Ok(c),
-            Ok(WaitStatus::Signaled(_, s, _)) => return Ok(128 + s as i32),
-            Ok(_) | Err(nix::Error::EINTR) => continue,
-            Err(e) => return Err(Error::sys(format!("wait for pid {pid}"), e)),
-        }
-    }
+    Ok(pid)
 }
 
 fn helper_main(
@@ -153,6 +138,7 @@ fn helper_main(
     p: &Process,
     console: Option<&UnixStream>,
     preserve_fds: u32,
+    filter: Option<&Seccomp>,
 ) -> Result<()> {
     ch.expect("go")?;
     for (kind, f) in ns {
@@ -163,7 +149,7 @@ fn helper_main(
     // execs or exits.
     match unsafe { fork() }.map_err(|e| Error::sys("fork the exec process", e))? {
         ForkResult::Child => {
-            let err = match setup_and_exec(p, console, preserve_fds) {
+            let err = match setup_and_exec(p, console, preserve_fds, filter) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -178,6 +164,7 @@ fn setup_and_exec(
     p: &Process,
     console: Option<&UnixStream>,
     preserve_fds: u32,
+    filter: Option<&Seccomp>,
 ) -> Result<std::convert::Infallible> {
     nix::unistd::setsid().map_err(|e| Error::sys("setsid", e))?;
     if let Some(sock) = console {
@@ -190,6 +177,9 @@ fn setup_and_exec(
     nix::unistd::chdir(p.cwd.as_str())
         .map_err(|e| Error::sys(format!("process.cwd: chdir {}", p.cwd), e))?;
     let sets = p.capabilities.as_ref().map(caps::parse).transpose()?;
+    if let Some(f) = filter.filter(|_| !p.no_new_privileges) {
+        seccomp::load(f)?;
+    }
     if let Some(s) = &sets {
         caps::drop_bounding(s)?;
     }
@@ -202,6 +192,9 @@ fn setup_and_exec(
             .map_err(|e| Error::sys("prctl PR_SET_NO_NEW_PRIVS", e))?;
     }
     let exe = process::find_executable(p)?;
+    if let Some(f) = filter.filter(|_| p.no_new_privileges) {
+        seccomp::load(f)?;
+    }
     process::cloexec_from(3 + preserve_fds);
     process::exec(&exe, p)
 }

@@ -23,7 +23,20 @@ pub fn features() -> Value {
             "namespaces": KINDS.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
             "capabilities": caps,
             "cgroup": { "v1": true, "v2": true, "systemd": false, "systemdUser": false },
-            "seccomp": { "enabled": false },
+            "seccomp": {
+                "enabled": true,
+                "actions": [
+                    "SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
+                    "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"
+                ],
+                "operators": [
+                    "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT",
+                    "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"
+                ],
+                "supportedFlags": [
+                    "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_TSYNC"
+                ]
+            },
             "apparmor": { "enabled": false },
             "selinux": { "enabled": false }
         },

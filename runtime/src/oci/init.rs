@@ -18,7 +18,7 @@ use super::namespaces::Plan;
 use super::spec::Spec;
 use super::state::{OciState, Status};
 use super::sync::Channel;
-use super::{caps, console, hooks, mounts, namespaces, process, rootfs, spec};
+use super::{caps, console, hooks, mounts, namespaces, process, rootfs, seccomp, spec};
 
 pub struct Context<'a> {
     pub spec: &'a Spec,
@@ -142,6 +142,10 @@ fn setup(ctx: &mut Context) -> Result<std::convert::Infallible> {
     nix::unistd::chdir(p.cwd.as_str())
         .map_err(|e| Error::sys(format!("process.cwd: chdir {}", p.cwd), e))?;
     let sets = p.capabilities.as_ref().map(caps::parse).transpose()?;
+    // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it now.
+    if let Some(s) = linux.seccomp.as_ref().filter(|_| !p.no_new_privileges) {
+        seccomp::load(s)?;
+    }
     if let Some(s) = &sets {
         caps::drop_bounding(s)?;
     }
@@ -160,6 +164,10 @@ fn setup(ctx: &mut Context) -> Result<std::convert::Infallible> {
     wait_for_start(ctx.fifo)?;
     if let Some(h) = &spec.hooks {
         hooks::run_all("startContainer", &h.start_container, &state)?;
+    }
+    // With no_new_privs, as late as can be: only execve follows.
+    if let Some(s) = linux.seccomp.as_ref().filter(|_| p.no_new_privileges) {
+        seccomp::load(s)?;
     }
     process::cloexec_from(3 + ctx.preserve_fds);
     process::exec(&exe, &p)

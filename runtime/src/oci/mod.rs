@@ -22,11 +22,13 @@ pub mod proc;
 pub mod process;
 pub mod ps;
 pub mod rootfs;
+pub mod seccomp;
 pub mod signal;
 pub mod spec;
 pub mod start;
 pub mod state;
 mod sync;
+pub mod update;
 pub mod validate;
 
 pub use error::{Error, Result};

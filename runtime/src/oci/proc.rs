@@ -29,6 +29,29 @@ pub fn alive_since(pid: i32, start: u64) -> bool {
     matches!(state_and_start(pid), Some((st, s)) if s == start && st != 'Z' && st != 'X')
 }
 
+/// The number of threads of this process.
+pub fn thread_count() -> usize {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(1)
+}
+
+/// Refuses to go on in a multi-threaded process: a fork-style child that
+/// runs Rust code could wait forever on a lock another thread held.
+pub fn check_single_threaded(what: &str) -> super::error::Result<()> {
+    match thread_count() {
+        1 => Ok(()),
+        n => Err(super::error::Error::WrongState(format!(
+            "{what} must run in a single-threaded process (this one has {n} threads)"
+        ))),
+    }
+}
+
 /// The uid, ppid and command line of PID, for `ps`.
 pub fn describe(pid: i32) -> Option<(u32, i32, String)> {
     let f = stat_fields(pid)?;

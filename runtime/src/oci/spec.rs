@@ -167,13 +167,50 @@ pub struct Linux {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rootfs_propagation: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seccomp: Option<serde_json::Value>,
+    pub seccomp: Option<Seccomp>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sysctl: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub masked_paths: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub readonly_paths: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_label: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Seccomp {
+    pub default_action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_errno_ret: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub architectures: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub syscalls: Vec<Syscall>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Syscall {
+    pub names: Vec<String>,
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errno_ret: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<SeccompArg>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeccompArg {
+    pub index: u32,
+    pub value: u64,
+    #[serde(default)]
+    pub value_two: u64,
+    pub op: String,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use super::error::{Error, Result};
 use super::namespaces::Plan;
 use super::spec::{Hooks, Process, Spec};
-use super::{caps, process};
+use super::{caps, process, seccomp};
 
 /// What create needs from a checked config.
 pub struct Checked {
@@ -144,8 +144,18 @@ pub fn check(spec: &Spec, bundle: &Path) -> Result<Checked> {
     if let Some(h) = &spec.hooks {
         check_hooks(h)?;
     }
-    if linux.seccomp.is_some() {
-        return Err(Error::NotImplemented("linux.seccomp".into()));
+    let ignored = [
+        ("process.apparmorProfile", p.apparmor_profile.as_deref()),
+        ("process.selinuxLabel", p.selinux_label.as_deref()),
+        ("linux.mountLabel", linux.mount_label.as_deref()),
+    ];
+    for (field, value) in ignored {
+        if value.is_some_and(|v| !v.is_empty()) {
+            tracing::warn!(field, "not supported: ignored");
+        }
+    }
+    if let Some(s) = &linux.seccomp {
+        seccomp::build(s)?;
     }
     Ok(Checked { rootfs, plan })
 }

@@ -40,6 +40,7 @@ disabled_plugins = [
   "io.containerd.snapshotter.v1.aufs",
   "io.containerd.snapshotter.v1.devmapper",
   "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.opt",
 ]
 [grpc]
   address = "{d}/c.sock"

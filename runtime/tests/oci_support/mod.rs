@@ -44,7 +44,8 @@ pub fn unique_id(name: &str) -> String {
     )
 }
 
-/// Polls F until it returns Some, or panics after TIMEOUT naming WHAT.
+/// Polls F until it returns Some, or panics after TIMEOUT naming WHAT (the
+/// Bundle's drop then force-deletes the container, ending its processes).
 pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + TIMEOUT;
     loop {

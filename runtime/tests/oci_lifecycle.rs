@@ -353,3 +353,19 @@ fn preserve_fds_passes_extra_fds_and_others_are_closed() {
     assert!(st.success());
     assert!(b.out().contains("fd3-closed"), "{}", b.out());
 }
+
+#[test]
+fn the_program_starts_with_default_signals() {
+    // Rust ignores SIGPIPE; that must not leak into the container.
+    let b = Bundle::new(
+        "signals",
+        &["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"],
+    );
+    b.write_config();
+    let st = b.cmd_to_files(&["run", "--bundle", b.dir().to_str().unwrap(), &b.id]);
+    assert!(st.success(), "{}", b.err());
+    assert_eq!(
+        b.out(),
+        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+    );
+}

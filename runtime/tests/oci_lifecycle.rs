@@ -369,3 +369,42 @@ fn the_program_starts_with_default_signals() {
         "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
     );
 }
+
+#[test]
+fn run_with_a_terminal_relays_it_like_runc() {
+    // The default spec has terminal: true; without --console-socket `run`
+    // relays the pty itself. script(1) gives snaprun a terminal to relay.
+    let mut b = Bundle::new("tty", &["sh", "-c", "tty; read x; echo got $x; exit 4"]);
+    b.config["process"]["terminal"] = true.into();
+    b.write_config();
+    let line = format!(
+        "{} --root {} run --bundle {} {}",
+        oci_support::SNAPRUN,
+        b.root().display(),
+        b.dir().display(),
+        b.id
+    );
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(fs::File::create(b.out_path()).unwrap());
+    let mut child = oci_support::close_fds(&mut cmd).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"hello\n").unwrap();
+    let st = wait_for("snaprun run to exit", || child.try_wait().unwrap());
+    drop(stdin);
+    let out = b.out();
+    assert_eq!(st.code(), Some(4), "{out}");
+    assert!(out.contains("/dev/pts/0"), "{out}");
+    assert!(out.contains("got hello"), "{out}");
+    assert!(!b.root().join(&b.id).exists());
+    // Detached, a terminal needs someone to hand it to.
+    let out = b.cmd(&[
+        "run",
+        "--detach",
+        "--bundle",
+        b.dir().to_str().unwrap(),
+        &b.id,
+    ]);
+    assert_fails(&out, &["process.terminal", "--console-socket"]);
+}

@@ -28,6 +28,7 @@ REPO=$(pwd)
 #                          package's own service is not used)
 #   runc                   what the containerd package expects beside its shim
 #   libseccomp-dev         the OCI runtime's seccomp filters (libseccomp crate)
+#   bsdutils               script(1): a terminal for the OCI tty tests
 APT_PACKAGES=(
     bc
     build-essential
@@ -42,6 +43,7 @@ APT_PACKAGES=(
     containerd
     runc
     libseccomp-dev
+    bsdutils
 )
 # ---------------------------------------------------------------------------
 

@@ -276,7 +276,37 @@ fn wait_forwarding(pid: i32) -> anyhow::Result<i32> {
 }
 
 pub fn run(root: &Path, a: &RunArgs) -> anyhow::Result<i32> {
-    let created = oci::create::create(root, &a.create.id, &a.create.options())?;
+    let mut opts = a.create.options();
+    // A terminal and nobody to hand it to: relay it ourselves, as runc does.
+    let terminal = oci::spec::load(&opts.bundle.canonicalize().unwrap_or(opts.bundle.clone()))
+        .ok()
+        .and_then(|s| s.process.map(|p| p.terminal))
+        .unwrap_or(false);
+    let own_tty = terminal && opts.console_socket.is_none();
+    if own_tty && a.detach {
+        bail!("process.terminal: --detach with a terminal needs --console-socket");
+    }
+    let listener = if own_tty {
+        let (path, l) = console_listener(root, &a.create.id)?;
+        opts.console_socket = Some(path);
+        Some(l)
+    } else {
+        None
+    };
+    let created = oci::create::create(root, &a.create.id, &opts);
+    if let Some(p) = opts.console_socket.as_ref().filter(|_| own_tty) {
+        let _ = std::fs::remove_file(p);
+    }
+    let created = created?;
+    // The init sent the master while create waited: it is queued on the socket.
+    let master = listener.as_ref().map(oci::relay::recv_master).transpose();
+    let master = match master {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = oci::delete::delete(root, &a.create.id, true);
+            return Err(e.into());
+        }
+    };
     if let Err(e) = oci::start::start(root, &a.create.id) {
         let _ = oci::delete::delete(root, &a.create.id, true);
         return Err(e.into());
@@ -284,7 +314,10 @@ pub fn run(root: &Path, a: &RunArgs) -> anyhow::Result<i32> {
     if a.detach {
         return Ok(0);
     }
-    let code = wait_forwarding(created.pid)?;
+    let code = match master {
+        Some(m) => oci::relay::relay(m, created.pid)?,
+        None => wait_forwarding(created.pid)?,
+    };
     if !a.keep {
         let c = Container::load(root, &a.create.id)?;
         oci::delete::kill_all(&c)?;
@@ -404,15 +437,47 @@ pub fn exec(root: &Path, a: &ExecArgs) -> anyhow::Result<i32> {
             p
         }
     };
-    let opts = ExecOptions {
+    let mut opts = ExecOptions {
         detach: a.detach,
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
         preserve_fds: a.preserve_fds,
     };
-    let pid = oci::exec::exec(root, &a.id, &p, &opts)?;
+    let own_tty = p.terminal && opts.console_socket.is_none();
+    if own_tty && a.detach {
+        bail!("process.terminal: --detach with a terminal needs --console-socket");
+    }
+    let listener = if own_tty {
+        let (path, l) = console_listener(root, &format!("{}-exec-{}", a.id, std::process::id()))?;
+        opts.console_socket = Some(path);
+        Some(l)
+    } else {
+        None
+    };
+    let pid = oci::exec::exec(root, &a.id, &p, &opts);
+    if let Some(path) = opts.console_socket.as_ref().filter(|_| own_tty) {
+        let _ = std::fs::remove_file(path);
+    }
+    let pid = pid?;
     if a.detach {
         return Ok(0);
     }
-    wait_forwarding(pid)
+    match listener {
+        Some(l) => Ok(oci::relay::relay(oci::relay::recv_master(&l)?, pid)?),
+        None => wait_forwarding(pid),
+    }
+}
+
+/// A listening socket in the state root for a pty master this process
+/// relays itself.
+fn console_listener(
+    root: &Path,
+    name: &str,
+) -> anyhow::Result<(PathBuf, std::os::unix::net::UnixListener)> {
+    std::fs::create_dir_all(root).with_context(|| format!("create {}", root.display()))?;
+    let path = root.join(format!(".console-{name}.sock"));
+    let _ = std::fs::remove_file(&path);
+    let l = std::os::unix::net::UnixListener::bind(&path)
+        .with_context(|| format!("bind {}", path.display()))?;
+    Ok((path, l))
 }

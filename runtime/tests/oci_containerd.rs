@@ -70,6 +70,37 @@ fn ctr_run_with_a_terminal_gets_a_pty_through_the_console_socket() {
     let all = text(&out);
     assert_eq!(out.status.code(), Some(5), "{all}\n{}", c.log());
     assert!(all.contains("/dev/pts/0"), "{all}");
+
+    // `ctr task exec -t`: the shim hands snaprun exec a console socket too.
+    let id = unique_id("ttyexec");
+    let cgroup = format!("snaprun-test/{id}");
+    let mut args = Containerd::run_args(rootfs.to_str().unwrap(), &id, &cgroup);
+    args.insert(1, "--detach");
+    args.extend(["sleep", "1000"]);
+    let out = c.ctr(&args);
+    assert!(out.status.success(), "{}", text(&out));
+    let ctr = c.ctr_cmd(&[
+        "task",
+        "exec",
+        "-t",
+        "--exec-id",
+        "t1",
+        &id,
+        "sh",
+        "-c",
+        "tty; exit 7",
+    ]);
+    let line: Vec<String> = std::iter::once(ctr.get_program())
+        .chain(ctr.get_args())
+        .map(|a| format!("'{}'", a.to_string_lossy()))
+        .collect();
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &line.join(" "), "/dev/null"])
+        .stdin(std::process::Stdio::null());
+    let out = oci_support::close_fds(&mut cmd).output().unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(7), "{all}");
+    assert!(all.contains("/dev/pts/0"), "{all}");
 }
 
 #[test]

@@ -142,3 +142,29 @@ fn a_foreground_exec_forwards_signals() {
     let text = fs::read_to_string(b.tmp.path().join("exec.out")).unwrap();
     assert!(text.contains("got-term"), "{text}");
 }
+
+#[test]
+fn exec_with_a_tty_relays_it() {
+    let b = running("exectty");
+    let line = format!(
+        "{} --root {} exec -t {} sh -c 'tty; read x; echo got $x; exit 6'",
+        oci_support::SNAPRUN,
+        b.root().display(),
+        b.id
+    );
+    let out_path = b.tmp.path().join("tty.out");
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(fs::File::create(&out_path).unwrap());
+    let mut child = oci_support::close_fds(&mut cmd).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"there\n").unwrap();
+    let st = wait_for("snaprun exec to exit", || child.try_wait().unwrap());
+    drop(stdin);
+    let out = fs::read_to_string(&out_path).unwrap();
+    assert_eq!(st.code(), Some(6), "{out}");
+    // The init holds no pty: the exec'd shell gets the first one.
+    assert!(out.contains("/dev/pts/0"), "{out}");
+    assert!(out.contains("got there"), "{out}");
+}

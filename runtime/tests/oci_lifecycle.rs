@@ -301,3 +301,110 @@ fn update_changes_the_cgroup_limits() {
     let out = b.cmd(&["update", "--resources", res.to_str().unwrap(), &b.id]);
     assert_fails(&out, &["memory.limit", "invalid type"]);
 }
+
+/// `snaprun ARGS` with a file open as fd 3 (and nothing above it).
+fn with_fd3(b: &Bundle, file: &std::path::Path, args: &[&str]) -> std::process::ExitStatus {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+    let path = std::ffi::CString::new(file.as_os_str().as_bytes()).unwrap();
+    let out = fs::File::create(b.out_path()).unwrap();
+    let mut cmd = std::process::Command::new(oci_support::SNAPRUN);
+    cmd.arg("--root").arg(b.root()).args(args).stdout(out);
+    // SAFETY: close_range and open are async-signal-safe; PATH was built
+    // before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            if libc::open(path.as_ptr(), libc::O_RDONLY) != 3 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    cmd.status().unwrap()
+}
+
+#[test]
+fn preserve_fds_passes_extra_fds_and_others_are_closed() {
+    let b = Bundle::new("fds", &["sh", "-c", "cat <&3 || echo fd3-closed"]);
+    b.write_config();
+    let secret = b.tmp.path().join("secret");
+    fs::write(&secret, "through fd 3\n").unwrap();
+    let bundle = b.dir();
+    let st = with_fd3(
+        &b,
+        &secret,
+        &[
+            "run",
+            "--preserve-fds",
+            "1",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            &b.id,
+        ],
+    );
+    assert!(st.success());
+    assert_eq!(b.out(), "through fd 3\n");
+    let st = with_fd3(
+        &b,
+        &secret,
+        &["run", "--bundle", bundle.to_str().unwrap(), &b.id],
+    );
+    assert!(st.success());
+    assert!(b.out().contains("fd3-closed"), "{}", b.out());
+}
+
+#[test]
+fn the_program_starts_with_default_signals() {
+    // Rust ignores SIGPIPE; that must not leak into the container.
+    let b = Bundle::new(
+        "signals",
+        &["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"],
+    );
+    b.write_config();
+    let st = b.cmd_to_files(&["run", "--bundle", b.dir().to_str().unwrap(), &b.id]);
+    assert!(st.success(), "{}", b.err());
+    assert_eq!(
+        b.out(),
+        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+    );
+}
+
+#[test]
+fn run_with_a_terminal_relays_it_like_runc() {
+    // The default spec has terminal: true; without --console-socket `run`
+    // relays the pty itself. script(1) gives snaprun a terminal to relay.
+    let mut b = Bundle::new("tty", &["sh", "-c", "tty; read x; echo got $x; exit 4"]);
+    b.config["process"]["terminal"] = true.into();
+    b.write_config();
+    let line = format!(
+        "{} --root {} run --bundle {} {}",
+        oci_support::SNAPRUN,
+        b.root().display(),
+        b.dir().display(),
+        b.id
+    );
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(fs::File::create(b.out_path()).unwrap());
+    let mut child = oci_support::close_fds(&mut cmd).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"hello\n").unwrap();
+    let st = wait_for("snaprun run to exit", || child.try_wait().unwrap());
+    drop(stdin);
+    let out = b.out();
+    assert_eq!(st.code(), Some(4), "{out}");
+    assert!(out.contains("/dev/pts/0"), "{out}");
+    assert!(out.contains("got hello"), "{out}");
+    assert!(!b.root().join(&b.id).exists());
+    // Detached, a terminal needs someone to hand it to.
+    let out = b.cmd(&[
+        "run",
+        "--detach",
+        "--bundle",
+        b.dir().to_str().unwrap(),
+        &b.id,
+    ]);
+    assert_fails(&out, &["process.terminal", "--console-socket"]);
+}

@@ -21,6 +21,7 @@ pub mod pause;
 pub mod proc;
 pub mod process;
 pub mod ps;
+pub mod relay;
 pub mod rootfs;
 pub mod seccomp;
 pub mod signal;

@@ -145,8 +145,51 @@ fn cstrings(v: &[String], field: &str) -> Result<Vec<CString>> {
         .collect()
 }
 
+/// Gives the program a clean signal state: an ignored signal stays ignored
+/// across execve (the Rust runtime ignores SIGPIPE, and the runtime's caller
+/// may ignore others), so every signal goes back to its default; nothing is
+/// blocked.
+fn reset_signals() -> Result<()> {
+    use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
+    // The kernel's struct sigaction, x86-64 layout (not the C library's,
+    // whose wrapper refuses the real-time signals it keeps for itself).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    const _: () = assert!(std::mem::size_of::<KernelSigaction>() == 32);
+    let dfl = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: DFL is a valid kernel sigaction that lives for the call and
+        // installs no handler code; the size is the kernel's sigset size.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+    }
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .map_err(|e| Error::sys("clear the signal mask", e))
+}
+
 /// Replaces this process with the container's program.
 pub fn exec(path: &Path, p: &Process) -> Result<Infallible> {
+    reset_signals()?;
     let prog = CString::new(path.as_os_str().as_encoded_bytes())
         .map_err(|_| Error::invalid("process.args[0]", "holds a NUL byte"))?;
     let args = cstrings(&p.args, "process.args")?;

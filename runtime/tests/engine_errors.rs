@@ -221,3 +221,25 @@ fn checkpoint_of_userfaultfd_fails_and_source_runs_on() {
     case.go();
     case.expect_pass(case.pid);
 }
+
+/// A seccomp filter cannot be restored yet: checkpoint says so, naming the
+/// pid, and the process runs on with its filter.
+#[test]
+fn checkpoint_of_a_seccomp_filtered_process_fails_and_source_runs_on() {
+    let mut case = Case::start("proc_seccomp");
+    let out = case.checkpoint(&[]);
+    let stderr = assert_error(&case, "checkpoint of a process with a seccomp filter", &out);
+    assert!(
+        stderr.contains("seccomp") && stderr.contains(&format!("pid {}", case.pid)),
+        "the message does not name the seccomp filter and pid {}\n{}",
+        case.pid,
+        show_output("checkpoint", &out)
+    );
+    assert!(
+        case.source_running(),
+        "the source died after a failed checkpoint"
+    );
+    assert_eq!(tracer_pid(case.pid), Some(0), "the source is still traced");
+    case.go();
+    case.expect_pass(case.pid);
+}

@@ -41,3 +41,10 @@ fn mm_fields_cmdline_environ_auxv() {
 fn session_and_credentials() {
     roundtrip("proc_ids");
 }
+
+/// Capability sets (bounding, permitted, effective, inheritable, ambient),
+/// no_new_privs and uid 1000, in both threads of the process.
+#[test]
+fn capabilities_and_no_new_privs_per_thread() {
+    roundtrip("proc_caps");
+}

@@ -119,6 +119,8 @@ fn process_programs() {
         "proc_rlimits",
         "proc_name_exe",
         "proc_ids",
+        "proc_seccomp",
+        "proc_caps",
         "life_basic",
     ] {
         go(p);

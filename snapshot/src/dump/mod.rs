@@ -257,7 +257,7 @@ fn dump_frozen(
     }
 
     t.phase("process");
-    let mut proc_image = process::dump_process(pid, injected.brk)?;
+    let mut proc_image = process::dump_process(pid, injected.brk, injected.securebits)?;
     proc_image.vmas = vmas;
     proc_image.threads = threads;
     proc_image.sigactions = injected.sigactions;

@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use crate::image::{Creds, MmFields, ProcessImage, Rlimit};
+use crate::image::{Caps, Creds, MmFields, ProcessImage, Rlimit};
 use crate::sys::proc::{parse_auxv, parse_ids, parse_status, Stat};
 
 use super::memory::file_ref;
@@ -56,6 +56,12 @@ pub fn check_checkpointable(pid: i32) -> Result<(), DumpError> {
             });
         }
     }
+    if let Some(mode) = status.get("Seccomp").filter(|m| m.trim() != "0") {
+        return Err(DumpError::UnsupportedProcess {
+            pid,
+            what: format!("a seccomp filter (seccomp mode {})", mode.trim()),
+        });
+    }
     if status.get("State").is_some_and(|s| s.starts_with('Z')) {
         return Err(DumpError::State {
             pid,
@@ -80,7 +86,22 @@ fn link(pid: i32, name: &str) -> Result<String, DumpError> {
 
 /// Everything process-wide but memory, threads, signals and files (the
 /// caller fills those in).
-pub fn dump_process(pid: i32, brk: u64) -> Result<ProcessImage, DumpError> {
+/// The capability sets and no_new_privs from `/proc/PID/status`, with the
+/// securebits read by injection.
+fn caps(status: &std::collections::HashMap<String, String>, securebits: u32) -> Option<Caps> {
+    let set = |k: &str| u64::from_str_radix(status.get(k)?.trim(), 16).ok();
+    Some(Caps {
+        inheritable: set("CapInh")?,
+        permitted: set("CapPrm")?,
+        effective: set("CapEff")?,
+        bounding: set("CapBnd")?,
+        ambient: set("CapAmb").unwrap_or(0),
+        securebits,
+        no_new_privs: status.get("NoNewPrivs").map(|v| v.trim() == "1")?,
+    })
+}
+
+pub fn dump_process(pid: i32, brk: u64, securebits: u32) -> Result<ProcessImage, DumpError> {
     let bad = |what: &str| DumpError::State {
         pid,
         reason: format!("cannot parse {what}"),
@@ -169,6 +190,10 @@ pub fn dump_process(pid: i32, brk: u64) -> Result<ProcessImage, DumpError> {
             uid: ids("Uid")?,
             gid: ids("Gid")?,
             groups,
+            caps: Some(
+                caps(&status, securebits)
+                    .ok_or_else(|| bad("Cap*/NoNewPrivs in /proc/PID/status"))?,
+            ),
         },
         cwd: link(pid, "cwd")?,
         root: link(pid, "root")?,

@@ -16,6 +16,8 @@ const PR_GET_TID_ADDRESS: u64 = 40;
 pub struct ProcessInjected {
     pub sigactions: Vec<SigAction>,
     pub brk: u64,
+    /// `prctl(PR_GET_SECUREBITS)` of the leader.
+    pub securebits: u32,
 }
 
 /// What only the thread itself can tell, read by syscalls injected into it.
@@ -59,7 +61,16 @@ pub fn read_process(
     }
     scratch.reset();
     let brk = remote.syscall("brk(0)", libc::SYS_brk, &[0])?;
-    Ok(ProcessInjected { sigactions, brk })
+    let securebits = remote.syscall(
+        "prctl(PR_GET_SECUREBITS)",
+        libc::SYS_prctl,
+        &[libc::PR_GET_SECUREBITS as u64],
+    )? as u32;
+    Ok(ProcessInjected {
+        sigactions,
+        brk,
+        securebits,
+    })
 }
 
 /// Reads the thread's alternate signal stack and clear-tid address through

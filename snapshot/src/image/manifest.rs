@@ -88,6 +88,24 @@ pub struct Creds {
     pub uid: [u32; 4],
     pub gid: [u32; 4],
     pub groups: Vec<u32>,
+    /// Capability sets, securebits and no_new_privs; absent: left as the
+    /// restorer's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caps: Option<Caps>,
+}
+
+/// A thread's capability sets (bit N = capability N) and the flags that go
+/// with them.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Caps {
+    pub inheritable: u64,
+    pub permitted: u64,
+    pub effective: u64,
+    pub bounding: u64,
+    pub ambient: u64,
+    /// `prctl(PR_GET_SECUREBITS)`.
+    pub securebits: u32,
+    pub no_new_privs: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -25,6 +25,7 @@ fn sample(runs: Vec<PageRun>) -> Manifest {
                 uid: [0; 4],
                 gid: [0; 4],
                 groups: vec![],
+                caps: None,
             },
             cwd: "/".into(),
             root: "/".into(),

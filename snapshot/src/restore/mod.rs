@@ -369,7 +369,12 @@ fn morph(
             &th.pending,
         )?;
     }
-    process::set_creds(&mut proc.inj, &mut proc.scratch, p)?;
+    // Credentials are per thread: each thread sets its own, the leader last.
+    let limits = process::CapLimits::of_self();
+    for new in proc.threads.iter_mut() {
+        process::set_creds(&mut new.inj, &mut proc.scratch, p, limits)?;
+    }
+    process::set_creds(&mut proc.inj, &mut proc.scratch, p, limits)?;
     if p.vmas.iter().all(|v| v.kind != VmaKind::Vdso) {
         tracing::warn!(pid, "snapshot has no vDSO");
     }

@@ -225,14 +225,75 @@ pub fn queue_signals(
     Ok(())
 }
 
-/// Credentials, last: after this the process may no longer be allowed to
-/// do the privileged steps above.
+/// `struct __user_cap_header_struct` version 3 (64-bit sets).
+const CAP_VERSION_3: u32 = 0x2008_0522;
+const SECBIT_KEEP_CAPS: u32 = 1 << 4;
+
+/// What the restorer may hand out: its own permitted capabilities and the
+/// highest capability number of this kernel.
+#[derive(Clone, Copy, Debug)]
+pub struct CapLimits {
+    pub permitted: u64,
+    pub last_cap: u32,
+}
+
+impl CapLimits {
+    /// This process's permitted set (`/proc/self/status`) and
+    /// `/proc/sys/kernel/cap_last_cap`.
+    pub fn of_self() -> Self {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let permitted = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapPrm:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0);
+        let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(40);
+        Self {
+            permitted,
+            last_cap,
+        }
+    }
+}
+
+/// Credentials, last, in one thread (credentials are per thread: each
+/// thread of the process runs this): the bounding set is cut down and the
+/// securebits set while the thread is still privileged, then groups and
+/// ids (capabilities kept across the uid change), then the capability sets,
+/// the ambient set, and no_new_privs. After this the thread may no longer
+/// be allowed to do the privileged steps above.
 pub fn set_creds(
     remote: &mut dyn Remote,
     scratch: &mut Scratch,
     p: &ProcessImage,
+    limits: CapLimits,
 ) -> Result<(), RestoreError> {
     let c = &p.creds;
+    if let Some(k) = &c.caps {
+        for cap in 0..=limits.last_cap.min(63) {
+            if k.bounding & (1 << cap) == 0 {
+                let what = format!("prctl(PR_CAPBSET_DROP, {cap})");
+                let r = remote.raw_syscall(
+                    &what,
+                    libc::SYS_prctl,
+                    &[libc::PR_CAPBSET_DROP as u64, cap as u64],
+                )?;
+                // A capability this kernel does not know is not there.
+                if r != -(libc::EINVAL as i64) {
+                    remote.check(&what, r)?;
+                }
+            }
+        }
+        // Capabilities survive the uid change below only with KEEP_CAPS.
+        let bits = k.securebits | SECBIT_KEEP_CAPS;
+        remote.syscall(
+            &format!("prctl(PR_SET_SECUREBITS, {bits:#x})"),
+            libc::SYS_prctl,
+            &[libc::PR_SET_SECUREBITS as u64, bits as u64],
+        )?;
+    }
     let groups: Vec<u8> = c.groups.iter().flat_map(|g| g.to_ne_bytes()).collect();
     let at = if groups.is_empty() {
         0
@@ -257,6 +318,76 @@ pub fn set_creds(
         &[c.uid[0] as u64, c.uid[1] as u64, c.uid[2] as u64],
     )?;
     remote.syscall("setfsuid", libc::SYS_setfsuid, &[c.uid[3] as u64])?;
+    let Some(k) = &c.caps else {
+        return Ok(());
+    };
+    let (eff, prm, inh) = (
+        k.effective & limits.permitted,
+        k.permitted & limits.permitted,
+        k.inheritable & limits.permitted,
+    );
+    if (eff, prm, inh) != (k.effective, k.permitted, k.inheritable) {
+        tracing::warn!(
+            pid = remote.pid(),
+            missing = format!(
+                "{:#x}",
+                (k.permitted | k.effective | k.inheritable) & !limits.permitted
+            ),
+            "capabilities the restorer does not have are left out"
+        );
+    }
+    let mut raw = Vec::with_capacity(8 + 24);
+    raw.extend_from_slice(&CAP_VERSION_3.to_ne_bytes());
+    raw.extend_from_slice(&0i32.to_ne_bytes());
+    for half in [0u32, 32] {
+        for set in [eff, prm, inh] {
+            raw.extend_from_slice(&((set >> half) as u32).to_ne_bytes());
+        }
+    }
+    let hdr = scratch.put(remote, &raw)?;
+    remote.syscall(
+        &format!("capset(eff {eff:#x}, prm {prm:#x}, inh {inh:#x})"),
+        libc::SYS_capset,
+        &[hdr, hdr + 8],
+    )?;
+    scratch.reset();
+    for cap in 0..=limits.last_cap.min(63) {
+        if k.ambient & (1 << cap) != 0 && prm & inh & (1 << cap) != 0 {
+            remote.syscall(
+                &format!("prctl(PR_CAP_AMBIENT_RAISE, {cap})"),
+                libc::SYS_prctl,
+                &[
+                    libc::PR_CAP_AMBIENT as u64,
+                    libc::PR_CAP_AMBIENT_RAISE as u64,
+                    cap as u64,
+                    0,
+                    0,
+                ],
+            )?;
+        }
+    }
+    if k.securebits & SECBIT_KEEP_CAPS == 0 {
+        // Needs no privilege (unless the bit is locked).
+        let r = remote.raw_syscall(
+            "prctl(PR_SET_KEEPCAPS, 0)",
+            libc::SYS_prctl,
+            &[libc::PR_SET_KEEPCAPS as u64, 0],
+        )?;
+        if r < 0 {
+            tracing::warn!(
+                pid = remote.pid(),
+                errno = -r,
+                "KEEP_CAPS could not be cleared again"
+            );
+        }
+    }
+    if k.no_new_privs {
+        remote.syscall(
+            "prctl(PR_SET_NO_NEW_PRIVS)",
+            libc::SYS_prctl,
+            &[libc::PR_SET_NO_NEW_PRIVS as u64, 1, 0, 0, 0],
+        )?;
+    }
     Ok(())
 }
 
@@ -284,6 +415,7 @@ mod tests {
                 uid: [0; 4],
                 gid: [0; 4],
                 groups: vec![],
+                caps: None,
             },
             cwd: "/work".into(),
             root: "/jail".into(),

@@ -228,3 +228,10 @@ fn unix_socket_path_in_use_fails_restore() {
     case.expect_pass(case.pid);
     case.assert_nothing_left("after a failed restore");
 }
+
+/// A process in its own network namespace: its unix sockets are examined in
+/// that namespace, and the socketpair comes back with its queues.
+#[test]
+fn unix_sockets_of_a_process_in_another_network_namespace() {
+    roundtrip("sock_unix_netns");
+}

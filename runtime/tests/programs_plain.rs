@@ -147,3 +147,8 @@ fn thread_programs() {
 fn tree_programs() {
     go("tree_basic");
 }
+
+#[test]
+fn socket_programs() {
+    go("sock_unix_netns");
+}

@@ -186,6 +186,57 @@ fn receive(s: &OwnedFd, buf: &mut [u8]) -> Result<usize, String> {
     Ok(n as usize)
 }
 
+/// A sock_diag socket in the network namespace of process `pid` (a netlink
+/// socket belongs to the namespace it was made in): made by a short-lived
+/// thread that enters that namespace, so this process's own threads stay
+/// where they are. In snaprun's own namespace, made directly.
+fn diag_socket_of(pid: i32) -> Result<OwnedFd, String> {
+    let theirs = format!("/proc/{pid}/ns/net");
+    let same = match (
+        std::fs::metadata(&theirs),
+        std::fs::metadata("/proc/self/ns/net"),
+    ) {
+        (Ok(a), Ok(b)) => {
+            use std::os::unix::fs::MetadataExt;
+            a.ino() == b.ino() && a.dev() == b.dev()
+        }
+        (Err(e), _) => return Err(format!("{theirs}: {e}")),
+        (_, Err(e)) => return Err(format!("/proc/self/ns/net: {e}")),
+    };
+    if same {
+        return diag_socket();
+    }
+    let ns = std::fs::File::open(&theirs).map_err(|e| format!("{theirs}: {e}"))?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns with an fd we own; it moves only this thread,
+            // which ends right after making the socket.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(format!(
+                    "entering the network namespace of pid {pid}: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            diag_socket()
+        })
+        .join()
+        .map_err(|_| "the sock_diag thread panicked".to_string())?
+    })
+}
+
+/// Asks the kernel about the unix socket with inode `ino` of process
+/// `pid` (in that process's network namespace).
+pub fn unix_socket_of(pid: i32, ino: u64) -> Result<UnixDiag, String> {
+    let ino32 = u32::try_from(ino)
+        .ok()
+        .filter(|&i| i != 0)
+        .ok_or_else(|| format!("inode {ino} does not fit sock_diag"))?;
+    let s = diag_socket_of(pid)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = ask(&s, ino32, &mut buf)?;
+    parse_reply(&buf[..n], ino32).map_err(|e| format!("sock_diag about socket:[{ino}]: {e}"))
+}
+
 /// Asks the kernel about the unix socket with inode `ino`.
 pub fn unix_socket(ino: u64) -> Result<UnixDiag, String> {
     let ino32 = u32::try_from(ino)
@@ -200,7 +251,15 @@ pub fn unix_socket(ino: u64) -> Result<UnixDiag, String> {
 
 /// Every unix socket of snaprun's network namespace.
 pub fn all_unix_sockets() -> Result<Vec<UnixDiag>, String> {
-    let s = diag_socket()?;
+    all_unix_sockets_in(diag_socket()?)
+}
+
+/// Every unix socket of the network namespace of process `pid`.
+pub fn all_unix_sockets_of(pid: i32) -> Result<Vec<UnixDiag>, String> {
+    all_unix_sockets_in(diag_socket_of(pid)?)
+}
+
+fn all_unix_sockets_in(s: OwnedFd) -> Result<Vec<UnixDiag>, String> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut n = ask(&s, 0, &mut buf)?;
     let mut out = Vec::new();

@@ -192,11 +192,8 @@ pub(super) fn dump_unix(
         libc::SOCK_DGRAM => UnixType::Dgram,
         _ => UnixType::Seqpacket,
     };
-    let d = sock_diag::unix_socket(ctx.inode).map_err(|e| {
-        ctx.err(format!(
-            "unix socket: {e} (sockets in another network namespace are not supported yet)"
-        ))
-    })?;
+    let d = sock_diag::unix_socket_of(ctx.pid, ctx.inode)
+        .map_err(|e| ctx.err(format!("unix socket: {e}")))?;
     let name =
         raw_address(sock, false).map_err(|e| ctx.err(format!("unix socket: getsockname: {e}")))?;
     let name = unix_name(&name);

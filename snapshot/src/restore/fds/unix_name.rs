@@ -76,7 +76,7 @@ pub(super) fn bind_name(
             let dev = u64::from_ne_bytes(dev_ino[0..8].try_into().expect("8 bytes"));
             let ino = u64::from_ne_bytes(dev_ino[8..16].try_into().expect("8 bytes"));
             if let Some(live) =
-                live_socket(dev, ino).map_err(|e| state_err(pid, format!("{what}: {e}")))?
+                live_socket(pid, dev, ino).map_err(|e| state_err(pid, format!("{what}: {e}")))?
             {
                 scratch.reset();
                 return Err(state_err(
@@ -131,9 +131,9 @@ pub(super) fn bind_name(
 }
 
 /// The inode of an open unix socket bound to the file (`dev`, `ino`), if
-/// there is one in snaprun's network namespace.
-fn live_socket(dev: u64, ino: u64) -> Result<Option<u32>, String> {
-    Ok(sock_diag::all_unix_sockets()?
+/// there is one in the network namespace of the target `pid`.
+fn live_socket(pid: i32, dev: u64, ino: u64) -> Result<Option<u32>, String> {
+    Ok(sock_diag::all_unix_sockets_of(pid)?
         .iter()
         .find(|d| d.bound_to(dev, ino))
         .map(|d| d.inode))

@@ -183,6 +183,7 @@ pub fn dump_process(pid: i32, brk: u64) -> Result<ProcessImage, DumpError> {
         files: Vec::new(),
         fds: Vec::new(),
         memfds: Vec::new(),
+        cuda: None,
     })
 }
 

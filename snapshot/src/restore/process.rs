@@ -298,6 +298,7 @@ mod tests {
             files: vec![],
             fds: vec![],
             memfds: vec![],
+            cuda: None,
         }
     }
 

@@ -29,6 +29,7 @@ REPO=$(pwd)
 #   runc                   what the containerd package expects beside its shim
 #   libseccomp-dev         the OCI runtime's seccomp filters (libseccomp crate)
 #   bsdutils               script(1): a terminal for the OCI tty tests
+#   python3-pyflakes       pyflakes3: lints scripts/gpu/*.py in scripts/test.sh
 APT_PACKAGES=(
     bc
     build-essential
@@ -44,6 +45,7 @@ APT_PACKAGES=(
     runc
     libseccomp-dev
     bsdutils
+    python3-pyflakes
 )
 # ---------------------------------------------------------------------------
 

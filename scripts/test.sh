@@ -16,7 +16,10 @@ fi
 VENV=${SNAPRUN_VENV:-$PWD/.venv}
 
 step "shellcheck"
-shellcheck -x scripts/*.sh .ci/run
+shellcheck -x scripts/*.sh scripts/gpu/*.sh .ci/run
+
+step "pyflakes (GPU scripts)"
+pyflakes3 scripts/gpu/*.py
 
 step "workload model check"
 "$VENV/bin/python" tests/workloads/inference_server/check_model.py

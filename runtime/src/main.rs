@@ -2,6 +2,7 @@
 //! command line (docs/oci.md).
 
 mod bench;
+mod gpu_cmd;
 mod inspect;
 mod logging;
 mod oci_cli;
@@ -96,6 +97,10 @@ enum Command {
         /// refusing to checkpoint them.
         #[arg(long)]
         tcp_close: bool,
+        /// Seconds the CUDA driver's lock of a CUDA process may wait for
+        /// its GPU work (default 30).
+        #[arg(long, value_name = "SECS")]
+        gpu_lock_timeout: Option<f64>,
         /// Print the time of each phase to stderr.
         #[arg(long)]
         timings: bool,
@@ -124,6 +129,10 @@ enum Command {
         /// the snapshot's pid or a thread id is in use on the host).
         #[arg(long)]
         new_pidns: bool,
+        /// Restore CUDA processes onto other GPUs: OLD=NEW, two GPU UUIDs
+        /// (nvidia-smi -L); repeat, or separate with commas.
+        #[arg(long, value_name = "OLD=NEW", value_delimiter = ',')]
+        gpu_map: Vec<cuda_ckpt::GpuPair>,
         /// Print the time of each phase to stderr.
         #[arg(long)]
         timings: bool,
@@ -142,6 +151,12 @@ enum Command {
     Snapshot {
         #[command(subcommand)]
         command: snapshot_cmd::SnapshotCommand,
+    },
+    /// A CUDA process's GPU state, without a CPU dump: suspend (GPU memory
+    /// to host memory, GPU freed), resume, state.
+    Gpu {
+        #[command(subcommand)]
+        command: gpu_cmd::GpuCommand,
     },
     /// Measure things.
     Bench {
@@ -222,6 +237,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             no_compress,
             leave_running,
             tcp_close,
+            gpu_lock_timeout,
             timings,
             runc,
             id,
@@ -251,10 +267,15 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             if no_compress {
                 image.level = 0;
             }
+            let cuda_lock_timeout = gpu_lock_timeout
+                .map(std::time::Duration::try_from_secs_f64)
+                .transpose()
+                .context("--gpu-lock-timeout")?;
             let opts = dump::CheckpointOptions {
                 leave_running,
                 tcp_close,
                 image,
+                cuda_lock_timeout,
             };
             let report = dump::checkpoint_to(pid, &target, &opts)
                 .with_context(|| format!("checkpoint of pid {pid} to {}", target.describe()))?;
@@ -273,6 +294,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             remote,
             pid_file,
             new_pidns,
+            gpu_map,
             timings,
             id,
             bundle,
@@ -310,6 +332,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 } else {
                     restore::pidns::PidNsMode::Auto
                 },
+                gpu_map,
             };
             let report = restore::restore_from(image, &opts)?;
             if let Some(f) = pid_file {
@@ -343,6 +366,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             println!("{}", report.pid);
         }
         Command::Snapshot { command } => snapshot_cmd::run(command)?,
+        Command::Gpu { command } => gpu_cmd::run(command)?,
         Command::Bench { command } => bench::run(command)?,
         Command::Create(a) => oci_cli::create(root, &a)?,
         Command::Start { id } => oci::start::start(root, &id)?,

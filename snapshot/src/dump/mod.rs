@@ -7,6 +7,7 @@
 //! ([`freeze::Frozen`]'s `Drop`), and it is ended only after the image is
 //! durable.
 
+pub mod cuda;
 pub mod fds;
 pub mod freeze;
 pub mod memory;
@@ -65,6 +66,8 @@ pub enum DumpError {
     Remote(#[from] RemoteError),
     #[error(transparent)]
     Image(#[from] ImageError),
+    #[error(transparent)]
+    Cuda(#[from] cuda::CudaDumpError),
 }
 
 #[derive(Clone, Debug, Default)]
@@ -75,6 +78,9 @@ pub struct CheckpointOptions {
     pub tcp_close: bool,
     /// Chunking and compression of the page data.
     pub image: ImageOptions,
+    /// How long the CUDA driver's lock of a CUDA process may wait for its
+    /// GPU work (default [`cuda_ckpt::DEFAULT_LOCK_TIMEOUT`]).
+    pub cuda_lock_timeout: Option<std::time::Duration>,
 }
 
 /// What a checkpoint wrote.
@@ -110,16 +116,26 @@ pub fn checkpoint_to(
     opts: &CheckpointOptions,
 ) -> Result<CheckpointReport, DumpError> {
     let mut t = Timings::new();
-    t.phase("freeze");
+    t.phase("cuda");
     if pid <= 0 || !Path::new(&format!("/proc/{pid}")).exists() {
         return Err(DumpError::NoSuchProcess { pid });
     }
+    // Declared before the tree, so dropped after it: the driver gives a
+    // process its GPU back only while the process runs.
+    let gpu = cuda::GpuCheckpoint::suspend_tree(
+        pid,
+        opts.cuda_lock_timeout
+            .unwrap_or(cuda_ckpt::DEFAULT_LOCK_TIMEOUT),
+    )?;
+    t.phase("freeze");
     let tree = FrozenTree::seize(pid)?;
+    gpu.check_tree(&tree)?;
 
     let mut writer = ImageWriter::open(target, opts.image.clone())?;
     writer.set_progress(&format!("checkpoint pid {pid}"));
     match dump_tree(&tree, &mut writer, &mut t, opts) {
-        Ok(manifest) => {
+        Ok(mut manifest) => {
+            gpu.record(&mut manifest);
             let vmas = manifest.processes.iter().map(|p| p.vmas.len()).sum();
             let fds = manifest.processes.iter().map(|p| p.fds.len()).sum();
             let processes = manifest.processes.len();
@@ -131,7 +147,9 @@ pub fn checkpoint_to(
             t.phase("finish");
             if opts.leave_running {
                 tree.release()?;
+                gpu.resume()?;
             } else {
+                gpu.ended();
                 tree.kill()?;
             }
             t.end();

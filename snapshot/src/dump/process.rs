@@ -208,6 +208,7 @@ pub fn dump_process(pid: i32, brk: u64, securebits: u32) -> Result<ProcessImage,
         files: Vec::new(),
         fds: Vec::new(),
         memfds: Vec::new(),
+        cuda: None,
     })
 }
 

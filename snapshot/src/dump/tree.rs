@@ -79,7 +79,7 @@ impl FrozenTree {
 }
 
 /// The children of every thread of `pid`.
-fn children(pid: i32) -> Result<Vec<i32>, DumpError> {
+pub(super) fn children(pid: i32) -> Result<Vec<i32>, DumpError> {
     let mut all = Vec::new();
     for tid in list_threads(pid)? {
         let path = format!("/proc/{pid}/task/{tid}/children");

@@ -61,6 +61,33 @@ pub struct ProcessImage {
     /// The memfds that fds or mappings refer to, each once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub memfds: Vec<Memfd>,
+    /// Set for a CUDA process whose GPU state the driver moved into its
+    /// host memory before the dump (docs/gpu.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda: Option<CudaState>,
+}
+
+/// A CUDA process checkpointed through the driver: its GPU memory is in
+/// the dumped host memory, and restore gives it back with
+/// `cuCheckpointProcessRestore` + `cuCheckpointProcessUnlock`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CudaState {
+    /// Always true today (a process whose GPU state is not checkpointed is
+    /// refused); kept explicit for readers.
+    pub checkpointed: bool,
+    /// UUIDs of the GPUs it had open (`GPU-…`), the ones `--gpu-map`
+    /// remaps; empty if it held none open (or was suspended already).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<String>,
+    /// `cuDriverGetVersion` of the driver that checkpointed it.
+    pub driver_api: i32,
+    /// The kernel module's version, when known (`580.65.06`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// It was suspended already (`snaprun gpu suspend`) when checkpointed,
+    /// so a `--leave-running` checkpoint left it suspended.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub was_suspended: bool,
 }
 
 /// A memfd (`memfd_create`) with its content, referred to by inode from

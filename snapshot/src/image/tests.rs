@@ -62,6 +62,7 @@ fn sample(runs: Vec<PageRun>) -> Manifest {
             files: vec![],
             fds: vec![],
             memfds: vec![],
+            cuda: None,
         }],
         zombies: vec![],
     }
@@ -321,4 +322,32 @@ fn tree_order_and_shared_files_are_checked() {
     });
     let err = validate(&m).unwrap_err();
     assert!(err.contains("zombie 90"), "{err}");
+}
+
+#[test]
+fn cuda_state_round_trips_and_is_absent_by_default() {
+    let mut m = sample(vec![]);
+    let path = Path::new("test-manifest");
+    // Without CUDA state the field is not written at all, and a manifest
+    // without it reads as a CPU-only process.
+    let bytes = envelope_bytes(&m);
+    assert!(!String::from_utf8_lossy(&bytes).contains("\"cuda\""));
+    assert_eq!(
+        parse_envelope(&bytes, path).unwrap().processes[0].cuda,
+        None
+    );
+
+    m.processes[0].cuda = Some(CudaState {
+        checkpointed: true,
+        gpus: vec!["GPU-5a4f3c2e-1b0d-4e9f-8a7b-6c5d4e3f2a10".into()],
+        driver_api: 13000,
+        driver: Some("580.65.06".into()),
+        was_suspended: false,
+    });
+    let bytes = envelope_bytes(&m);
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("\"driver_api\": 13000"), "{text}");
+    assert!(!text.contains("was_suspended"), "false is left out: {text}");
+    let back = parse_envelope(&bytes, path).unwrap();
+    assert_eq!(back, m);
 }

@@ -6,6 +6,7 @@
 //! killed on any error ([`stub::Stub`]'s `Drop`, and `PTRACE_O_EXITKILL`
 //! if snaprun itself dies), so a failed restore leaves no process behind.
 
+pub mod cuda;
 pub mod fds;
 pub mod memory;
 pub mod pidns;
@@ -43,6 +44,8 @@ pub enum RestoreError {
     Fd { pid: i32, fd: i32, reason: String },
     #[error("{what}: {source}")]
     Io { what: String, source: io::Error },
+    #[error(transparent)]
+    Cuda(#[from] cuda::CudaRestoreError),
 }
 
 #[derive(Clone, Debug, Default)]
@@ -50,6 +53,8 @@ pub struct RestoreOptions {
     /// Where the process's ids come from: the host's PID namespace or a
     /// new one.
     pub pid_ns: PidNsMode,
+    /// GPUs to restore CUDA processes onto (`--gpu-map OLD=NEW`).
+    pub gpu_map: Vec<cuda_ckpt::GpuPair>,
 }
 
 /// A restore into a new PID namespace.
@@ -172,6 +177,7 @@ fn restore_image(
     for p in &m.processes {
         check_files(p)?;
     }
+    let gpu = cuda::prepare(m, &opts.gpu_map)?;
 
     t.phase("stub");
     let mut occupied: Vec<(u64, u64)> = m
@@ -264,6 +270,12 @@ fn restore_image(
     // tree is out of our hands.
     for p in procs.iter_mut().rev() {
         p.resume()?;
+    }
+    if let Some(gpu) = gpu {
+        // The processes run: the driver's restore works inside them. On
+        // failure `stub` is dropped and kills them.
+        t.phase("cuda");
+        gpu.resume(|pid| procs.iter().find(|p| p.image.pid == pid).map(|p| p.pid))?;
     }
     let pid_kept = stub.pid_kept && procs.iter().all(|p| p.ids_kept());
     let inner_pid = procs[0].inner_pid;

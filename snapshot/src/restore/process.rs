@@ -430,6 +430,7 @@ mod tests {
             files: vec![],
             fds: vec![],
             memfds: vec![],
+            cuda: None,
         }
     }
 

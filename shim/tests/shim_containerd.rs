@@ -12,9 +12,10 @@ use std::time::Duration;
 use support::{text, unique_id, wait_for, Containerd};
 
 #[test]
-fn ctr_run_returns_output_and_exit_code() {
+fn ctr_run_returns_output_and_exit_code_and_publishes_events() {
     let c = Containerd::start();
     let rootfs = c.rootfs("rootfs");
+    let events = c.events();
     let id = unique_id("run");
     let cgroup = format!("snaprun-test/{id}");
     let args = Containerd::run_args(
@@ -38,6 +39,19 @@ fn ctr_run_returns_output_and_exit_code() {
     // The shim deleted the container: snaprun's state for it is gone.
     assert!(!c.runtime_root().join(&id).exists());
     assert!(c.ctr(&["containers", "ls", "-q"]).stdout.is_empty());
+
+    // The task's events, from the shim, in order.
+    let ctid = format!("\"container_id\":\"{id}\"");
+    let create = events.wait_line("/tasks/create", &[&ctid]);
+    let start = events.wait_line("/tasks/start", &[&ctid]);
+    let exit = events.wait_line("/tasks/exit", &[&ctid, "\"exit_status\":3"]);
+    let delete = events.wait_line("/tasks/delete", &[&ctid, "\"exit_status\":3"]);
+    let all = events.text();
+    let at = |l: &str| all.find(l).unwrap();
+    assert!(
+        at(&create) < at(&start) && at(&start) < at(&exit) && at(&exit) < at(&delete),
+        "{all}"
+    );
 }
 
 #[test]

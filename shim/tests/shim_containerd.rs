@@ -194,3 +194,29 @@ fn ctr_task_exec_ps_pause_resume_metrics_kill_delete() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(!c.runtime_root().join(&id).exists());
 }
+
+/// `ctr run -t`: the process gets a pty (its master reaches the shim over
+/// the console socket) sized by ResizePty; `script` gives ctr a terminal.
+#[test]
+fn ctr_run_with_a_terminal() {
+    let c = Containerd::start();
+    let rootfs = c.rootfs("rootfs");
+    let id = unique_id("tty");
+    let cgroup = format!("snaprun-test/{id}");
+    let script = "tty; for i in $(seq 100); do s=$(stty size 2>/dev/null); [ -n \"$s\" ] && break; sleep 0.05; done; echo size=$s; exit 5";
+    let line = format!(
+        "stty rows 40 cols 100; /usr/bin/ctr --address {} --namespace {} run -t --rm --runtime {} --cgroup {cgroup} --rootfs {} {id} sh -c '{script}'",
+        c.socket().display(),
+        c.namespace,
+        support::RUNTIME,
+        rootfs.display(),
+    );
+    let mut cmd = std::process::Command::new("/usr/bin/script");
+    cmd.args(["-qec", &line, "/dev/null"]).stdin(Stdio::null());
+    let out = support::close_fds(&mut cmd).output().unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(5), "{all}\n{}", c.log());
+    assert!(all.contains("/dev/pts/0"), "{all}");
+    // ctr resizes once the task started: the size arrives a moment later.
+    assert!(all.contains("size=40 100"), "{all}");
+}

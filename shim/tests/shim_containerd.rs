@@ -220,3 +220,39 @@ fn ctr_run_with_a_terminal() {
     // ctr resizes once the task started: the size arrives a moment later.
     assert!(all.contains("size=40 100"), "{all}");
 }
+
+/// An image run (not `--rootfs`): containerd's snapshotter hands the shim
+/// the rootfs as overlay mounts, which the shim mounts in the bundle (and
+/// it, or containerd after it, unmounts on delete).
+#[test]
+fn ctr_run_of_an_imported_image_mounts_its_layers() {
+    let c = Containerd::start();
+    let rootfs = c.rootfs("rootfs");
+    let archive = c.tmp.path().join("image.tar");
+    support::image::oci_archive(&rootfs, "snaprun.test/busybox:1", c.tmp.path(), &archive);
+    let out = c.ctr(&["image", "import", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let id = unique_id("image");
+    let cgroup = format!("snaprun-test/{id}");
+    let out = c.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        support::RUNTIME,
+        "--cgroup",
+        &cgroup,
+        "snaprun.test/busybox:1",
+        &id,
+        "sh",
+        "-c",
+        "echo written > /tmp/new; cat /tmp/new; grep ' / ' /proc/mounts",
+    ]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}\n{}", c.log());
+    assert!(all.contains("written"), "{all}");
+    assert!(all.contains(" / overlay "), "{all}");
+    // The layer is untouched; the write went to the container's own layer.
+    assert!(!rootfs.join("tmp/new").exists());
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&id), "a mount of {id} is left:\n{mounts}");
+}

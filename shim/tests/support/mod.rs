@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod image;
+
 /// The shim under test.
 pub const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-snaprun-v1");
 pub const RUNTIME: &str = "io.containerd.snaprun.v1";

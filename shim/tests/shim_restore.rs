@@ -193,3 +193,61 @@ fn present_snapshot_is_attempted_and_reported_not_implemented() {
         (!c.runtime_root().join(&id).exists()).then_some(())
     });
 }
+
+/// The shim's options file (`ctr run --runtime-config-path`, CRI's
+/// `ConfigPath`) names the snapshot, store and fallback for containers
+/// whose annotations do not.
+#[test]
+fn shim_options_file_gives_the_snapshot_defaults() {
+    let c = Containerd::start();
+    let rootfs = c.rootfs("rootfs");
+    let store = c.tmp.path().join("cfg-store");
+    std::fs::create_dir(&store).unwrap();
+    let config = c.tmp.path().join("shim.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "store = \"{}\"\nsnapshot = \"base:v7\"\nfallback = \"cold\"\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    let events = c.events();
+    let id = unique_id("cfg");
+    let cgroup = format!("snaprun-test/{id}");
+    let args = Containerd::run_args(
+        &["--rm", "--runtime-config-path", config.to_str().unwrap()],
+        rootfs.to_str().unwrap(),
+        &id,
+        &cgroup,
+        &["sh", "-c", "echo cold start ran"],
+    );
+    let out = c.ctr(&args);
+    assert!(out.status.success(), "{}\n{}", text(&out), c.log());
+    assert!(text(&out).contains("cold start ran"), "{}", text(&out));
+    let store_text = store.display().to_string();
+    events.wait_line(
+        "/snaprun/restore",
+        &[
+            &id,
+            "\"io.snaprun.restore\":\"cold\"",
+            "base:v7",
+            &store_text,
+        ],
+    );
+
+    // A key the shim does not know is an error, not a silent default.
+    std::fs::write(&config, "snapshots = \"base:v7\"\n").unwrap();
+    let id = unique_id("cfgbad");
+    let cgroup = format!("snaprun-test/{id}");
+    let args = Containerd::run_args(
+        &["--rm", "--runtime-config-path", config.to_str().unwrap()],
+        rootfs.to_str().unwrap(),
+        &id,
+        &cgroup,
+        &["true"],
+    );
+    let out = c.ctr(&args);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("snapshots"), "{}", text(&out));
+}

@@ -8,9 +8,14 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use containerd_shim::Config;
-use snaprun_shim::service::is_fifo;
 use snaprun_shim::{Service, RUNTIME_ID};
 use tracing_subscriber::EnvFilter;
+
+/// Whether PATH is a fifo (containerd's `log` in the bundle).
+fn is_fifo(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo())
+}
 
 /// Logs of the long-lived shim and of `start` go to the `log` fifo
 /// containerd reads in the bundle (`start` must print nothing but the

@@ -3,7 +3,6 @@
 //! the long-lived shim serves the task service until shutdown; `delete`
 //! (run in the bundle after the shim is gone) cleans up what it left.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use containerd_shim::api::DeleteResponse;
@@ -80,10 +79,4 @@ impl Shim for Service {
         let events = Events::start(publisher, self.namespace.clone());
         TaskService::new(&self.namespace, events, self.exit.clone())
     }
-}
-
-/// Whether PATH is this shim's bundle-side log fifo.
-pub fn is_fifo(path: &Path) -> bool {
-    use std::os::unix::fs::FileTypeExt;
-    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo())
 }

@@ -100,12 +100,11 @@ impl TaskService {
         }
         let exit = Exit::now(code);
         let mut g = self.lock();
-        let found = g.as_mut().and_then(|c| {
-            let id = c.id.clone();
-            c.find_pid(pid).map(|p| (id, p.exec_id.clone()))
-        });
+        let found = g
+            .as_mut()
+            .and_then(|c| c.find_pid(pid).map(|p| p.exec_id.clone()));
         match found {
-            Some((_, exec_id)) => {
+            Some(exec_id) => {
                 tracing::info!(pid, code, exec_id, "process exited");
                 self.exited(&mut g, &exec_id, exit);
             }

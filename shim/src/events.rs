@@ -27,9 +27,13 @@ pub const REASON_LABEL: &str = "io.snaprun.reason";
 pub const SNAPSHOT_LABEL: &str = "io.snaprun.snapshot";
 
 /// How long one forward to containerd may take.
-const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 
-type Queued = (String, Box<dyn MessageDyn>);
+enum Queued {
+    Event(String, Box<dyn MessageDyn>),
+    /// Answered once every event queued before it went out.
+    Flush(Sender<()>),
+}
 
 /// The shim's queue of events for containerd.
 pub struct Events {
@@ -41,11 +45,17 @@ impl Events {
     pub fn start(publisher: RemotePublisher, namespace: String) -> Self {
         let (tx, rx) = channel::<Queued>();
         thread::spawn(move || {
-            for (topic, event) in rx {
-                if let Err(e) =
-                    publisher.publish(with_duration(PUBLISH_TIMEOUT), &topic, &namespace, event)
-                {
-                    tracing::warn!(topic, error = %e, "publish to containerd failed");
+            for q in rx {
+                match q {
+                    Queued::Event(topic, event) => {
+                        let ctx = with_duration(PUBLISH_TIMEOUT);
+                        if let Err(e) = publisher.publish(ctx, &topic, &namespace, event) {
+                            tracing::warn!(topic, error = %e, "publish to containerd failed");
+                        }
+                    }
+                    Queued::Flush(done) => {
+                        let _ = done.send(());
+                    }
                 }
             }
         });
@@ -54,8 +64,22 @@ impl Events {
 
     fn queue(&self, topic: String, event: Box<dyn MessageDyn>) {
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-        if tx.send((topic.clone(), event)).is_err() {
+        if tx.send(Queued::Event(topic.clone(), event)).is_err() {
             tracing::warn!(topic, "the event thread is gone");
+        }
+    }
+
+    /// Waits until every event queued so far went out (or TIMEOUT passed):
+    /// before the shim exits, or answers an error after which containerd
+    /// ends it.
+    pub fn flush(&self, timeout: Duration) {
+        let (done_tx, done_rx) = channel();
+        let sent = {
+            let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+            tx.send(Queued::Flush(done_tx)).is_ok()
+        };
+        if sent && done_rx.recv_timeout(timeout).is_err() {
+            tracing::warn!("events still queued after {timeout:?}");
         }
     }
 

@@ -15,6 +15,7 @@ use containerd_shim_protos::types::task::ProcessInfo;
 
 use super::TaskService;
 use crate::error::{Error, Result};
+use crate::events::PUBLISH_TIMEOUT;
 use crate::state::Container;
 
 fn not_found(c: &Container, exec_id: &str) -> Error {
@@ -271,6 +272,7 @@ impl TaskService {
             tracing::debug!("shutdown ignored: the container is still here");
             return Ok(());
         }
+        self.shared.events.flush(PUBLISH_TIMEOUT);
         self.shared.exit_signal.signal();
         Ok(())
     }

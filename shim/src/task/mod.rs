@@ -232,7 +232,13 @@ impl Task for TaskService {
         _: &TtrpcContext,
         r: api::CreateTaskRequest,
     ) -> TtrpcResult<api::CreateTaskResponse> {
-        rpc!("create", self.do_create(r))
+        let res = self.do_create(r);
+        if res.is_err() {
+            // containerd ends the shim after a failed create: the events
+            // that say why must be out first.
+            self.shared.events.flush(crate::events::PUBLISH_TIMEOUT);
+        }
+        rpc!("create", res)
     }
 
     fn start(&self, _: &TtrpcContext, r: api::StartRequest) -> TtrpcResult<api::StartResponse> {

@@ -248,9 +248,27 @@ disabled_plugins = [
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        // Subscribed once it runs; give it a moment.
-        sleep(Duration::from_millis(300));
-        EventLog { child, path }
+        let log = EventLog { child, path };
+        // Subscribed once an event of ours shows: label the namespace until
+        // its update comes through.
+        let _ = Command::new("/usr/bin/ctr")
+            .arg("--address")
+            .arg(self.socket())
+            .args(["namespaces", "create", &self.namespace])
+            .output();
+        let mut n = 0;
+        wait_for("ctr events to subscribe", || {
+            n += 1;
+            let label = format!("snaprun-probe={n}");
+            let _ = Command::new("/usr/bin/ctr")
+                .arg("--address")
+                .arg(self.socket())
+                .args(["namespaces", "label", &self.namespace, &label])
+                .output();
+            sleep(Duration::from_millis(50));
+            log.text().contains("/namespaces/update").then_some(())
+        });
+        log
     }
 }
 

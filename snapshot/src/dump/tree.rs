@@ -83,11 +83,14 @@ pub(super) fn children(pid: i32) -> Result<Vec<i32>, DumpError> {
     let mut all = Vec::new();
     for tid in list_threads(pid)? {
         let path = format!("/proc/{pid}/task/{tid}/children");
-        let text = std::fs::read_to_string(&path).map_err(|source| DumpError::Proc {
-            pid,
-            path,
-            source,
-        })?;
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            // A thread that was already exiting when the process was frozen
+            // (so not frozen itself) may be gone now; its children, if it
+            // had any, went to another thread of the process.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(DumpError::Proc { pid, path, source }),
+        };
         all.extend(
             text.split_whitespace()
                 .filter_map(|c| c.parse::<i32>().ok()),

@@ -2,6 +2,7 @@
 //! command line (docs/oci.md).
 
 mod bench;
+mod container_cmd;
 mod inspect;
 mod logging;
 mod oci_cli;
@@ -74,9 +75,8 @@ struct RestoreSource {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Checkpoint a running process (--pid, with its descendants) into an
-    /// image directory or the store; a container (by ID) is not
-    /// implemented yet.
+    /// Checkpoint a running process (--pid, with its descendants), or a
+    /// container (by ID), into an image directory or the store.
     Checkpoint {
         /// The process to checkpoint.
         #[arg(long)]
@@ -101,12 +101,11 @@ enum Command {
         timings: bool,
         #[command(flatten)]
         runc: oci_cli::RuncCriuArgs,
-        /// A container to checkpoint (not implemented yet).
+        /// A container to checkpoint (its image defaults to ./checkpoint).
         id: Option<String>,
     },
     /// Restore a process (tree) from an image directory or the store and
-    /// print its pid; a container (by ID, with --bundle) is not implemented
-    /// yet.
+    /// print its pid; or a container (by ID, with --bundle).
     Restore {
         #[command(flatten)]
         source: RestoreSource,
@@ -135,7 +134,7 @@ enum Command {
         detach: bool,
         #[command(flatten)]
         runc: oci_cli::RuncCriuArgs,
-        /// A container to restore (not implemented yet).
+        /// A container to restore, created from --bundle.
         id: Option<String>,
     },
     /// Work with snapshots.
@@ -227,9 +226,20 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             id,
         } => {
             if let Some(id) = id {
-                return Err(
-                    oci::Error::NotImplemented(format!("checkpoint of container {id}")).into(),
-                );
+                if pid.is_some() {
+                    bail!("checkpoint takes --pid or a container ID, not both");
+                }
+                let a = container_cmd::CheckpointArgs {
+                    image_path: target.image_path,
+                    to: target.to,
+                    store,
+                    no_compress,
+                    leave_running,
+                    tcp_close,
+                    timings,
+                };
+                container_cmd::checkpoint(root, &id, a, &runc)?;
+                return Ok(0);
             }
             if let Some(flag) = runc.given() {
                 bail!("{flag} applies to a container checkpoint (ID), not to --pid");
@@ -255,6 +265,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 leave_running,
                 tcp_close,
                 image,
+                ..Default::default()
             };
             let report = dump::checkpoint_to(pid, &target, &opts)
                 .with_context(|| format!("checkpoint of pid {pid} to {}", target.describe()))?;
@@ -280,9 +291,20 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             runc,
         } => {
             if let Some(id) = id {
-                return Err(
-                    oci::Error::NotImplemented(format!("restore of container {id}")).into(),
-                );
+                if new_pidns {
+                    bail!("--new-pidns applies to a process restore; a container gets the PID namespace of its bundle");
+                }
+                let a = container_cmd::RestoreArgs {
+                    image_path: source.image_path,
+                    from: source.from,
+                    store,
+                    remote,
+                    bundle,
+                    detach,
+                    pid_file,
+                    timings,
+                };
+                return Ok(exit_code(container_cmd::restore(root, &id, a, &runc)?));
             }
             if let Some(flag) = runc
                 .given()
@@ -310,6 +332,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 } else {
                     restore::pidns::PidNsMode::Auto
                 },
+                ..Default::default()
             };
             let report = restore::restore_from(image, &opts)?;
             if let Some(f) = pid_file {

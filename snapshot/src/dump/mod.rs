@@ -10,6 +10,7 @@
 pub mod fds;
 pub mod freeze;
 pub mod memory;
+pub mod pidns;
 pub mod process;
 pub mod threads;
 pub mod tree;
@@ -18,8 +19,8 @@ use std::io;
 use std::path::Path;
 
 use crate::image::{
-    Digest, ImageError, ImageOptions, ImageTarget, ImageWriter, Manifest, ProcessImage, VmaKind,
-    WriteStats,
+    Attachment, Digest, ImageError, ImageOptions, ImageTarget, ImageWriter, Manifest, ProcessImage,
+    VmaKind, WriteStats,
 };
 use crate::sys::mem::{Pagemap, ProcMem};
 use crate::sys::proc::parse_smaps;
@@ -65,6 +66,9 @@ pub enum DumpError {
     Remote(#[from] RemoteError),
     #[error(transparent)]
     Image(#[from] ImageError),
+    /// The caller's hook ([`checkpoint_with`]) refused or failed.
+    #[error(transparent)]
+    Caller(Box<dyn std::error::Error + Send + Sync>),
 }
 
 #[derive(Clone, Debug, Default)]
@@ -75,6 +79,9 @@ pub struct CheckpointOptions {
     pub tcp_close: bool,
     /// Chunking and compression of the page data.
     pub image: ImageOptions,
+    /// Record the ids the tree sees in its own PID namespace (a
+    /// container's) instead of the dumper's (`pidns.rs`).
+    pub own_pid_ns: bool,
 }
 
 /// What a checkpoint wrote.
@@ -109,6 +116,32 @@ pub fn checkpoint_to(
     target: &ImageTarget,
     opts: &CheckpointOptions,
 ) -> Result<CheckpointReport, DumpError> {
+    checkpoint_with(pid, target, opts, &mut |_, _| Ok(Vec::new()))
+}
+
+/// The processes of a frozen tree, for a [`checkpoint_with`] hook.
+#[derive(Clone, Debug)]
+pub struct TreePids {
+    /// The live processes, the root first.
+    pub live: Vec<i32>,
+    /// Exited children not reaped yet.
+    pub zombies: Vec<i32>,
+}
+
+/// A caller's step run once the whole tree is frozen, before anything of
+/// it is dumped: it may refuse the checkpoint (an error resumes the tree
+/// unchanged) or store data of its own, returned as attachments that the
+/// manifest keeps (a container's tmpfs contents).
+pub type FrozenHook<'a> =
+    dyn FnMut(&TreePids, &mut ImageWriter) -> Result<Vec<Attachment>, DumpError> + 'a;
+
+/// [`checkpoint_to`], with `hook` run while the tree is frozen.
+pub fn checkpoint_with(
+    pid: i32,
+    target: &ImageTarget,
+    opts: &CheckpointOptions,
+    hook: &mut FrozenHook,
+) -> Result<CheckpointReport, DumpError> {
     let mut t = Timings::new();
     t.phase("freeze");
     if pid <= 0 || !Path::new(&format!("/proc/{pid}")).exists() {
@@ -118,7 +151,16 @@ pub fn checkpoint_to(
 
     let mut writer = ImageWriter::open(target, opts.image.clone())?;
     writer.set_progress(&format!("checkpoint pid {pid}"));
-    match dump_tree(&tree, &mut writer, &mut t, opts) {
+    let pids = TreePids {
+        live: tree.procs.iter().map(|p| p.pid).collect(),
+        zombies: tree.zombies.iter().map(|z| z.pid).collect(),
+    };
+    let dumped = hook(&pids, &mut writer).and_then(|attachments| {
+        let mut manifest = dump_tree(&tree, &mut writer, &mut t, opts)?;
+        manifest.attachments = attachments;
+        Ok(manifest)
+    });
+    match dumped {
         Ok(manifest) => {
             let vmas = manifest.processes.iter().map(|p| p.vmas.len()).sum();
             let fds = manifest.processes.iter().map(|p| p.fds.len()).sum();
@@ -185,7 +227,7 @@ fn dump_tree(
     for (frozen, f) in tree.procs.iter().zip(files) {
         processes.push(dump_frozen(frozen, f, writer, t)?);
     }
-    Ok(Manifest {
+    let mut manifest = Manifest {
         created_unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -194,7 +236,12 @@ fn dump_tree(
         kernel: process::kernel_release(),
         processes,
         zombies: tree.zombies.clone(),
-    })
+        attachments: Vec::new(),
+    };
+    if opts.own_pid_ns {
+        pidns::to_own_ids(&mut manifest)?;
+    }
+    Ok(manifest)
 }
 
 /// One frozen process's threads, memory and attributes, with its files

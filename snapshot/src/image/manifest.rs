@@ -22,6 +22,21 @@ pub struct Manifest {
     /// Children of the tree that had exited but were not reaped yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub zombies: Vec<Zombie>,
+    /// Data the engine's caller keeps with the snapshot (a container's
+    /// description and tmpfs contents), opaque to the engine.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+}
+
+/// A named piece of caller data stored with a snapshot: a JSON
+/// description and, optionally, bytes in the store.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Attachment {
+    pub name: String,
+    #[serde(default)]
+    pub meta: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<PageRun>,
 }
 
 /// A child that had exited and was not reaped by its parent yet.

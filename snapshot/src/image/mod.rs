@@ -515,6 +515,11 @@ fn validate(m: &Manifest) -> Result<(), String> {
             }
         }
     }
+    for a in &m.attachments {
+        if let Some(r) = &a.data {
+            check_run(r, &format!("attachment {:?}", a.name))?;
+        }
+    }
     Ok(())
 }
 

@@ -63,6 +63,7 @@ fn sample(runs: Vec<PageRun>) -> Manifest {
             memfds: vec![],
         }],
         zombies: vec![],
+        attachments: vec![],
     }
 }
 

@@ -12,6 +12,9 @@ use snaprun_store::{store_dir, RefName, Store};
 
 use crate::oci_cli::RuncCriuArgs;
 
+/// The container init's fds that a restore hands over from its own.
+const STDIO: [i32; 3] = [0, 1, 2];
+
 /// runc's default image directory: `./checkpoint`.
 const DEFAULT_IMAGE_DIR: &str = "checkpoint";
 
@@ -83,6 +86,9 @@ pub fn checkpoint(
             tcp_close: a.tcp_close,
             image,
             own_pid_ns: true,
+            // The init's stdio leads outside the container: restore gives
+            // its own instead, as runc does.
+            inherit_fds: STDIO.to_vec(),
         },
     };
     let done = oci::checkpoint::checkpoint(root, id, &opts)

@@ -139,6 +139,8 @@ pub fn restore(
             pid: created.pid,
             trampoline,
         }),
+        // The init's stdio is this process's (create's clone inherits it).
+        inherit_fds: (0..3).map(|fd| (fd, fd)).collect(),
         ..Default::default()
     };
     match engine::restore_from(image, &engine_opts) {

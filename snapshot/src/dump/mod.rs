@@ -82,6 +82,12 @@ pub struct CheckpointOptions {
     /// Record the ids the tree sees in its own PID namespace (a
     /// container's) instead of the dumper's (`pidns.rs`).
     pub own_pid_ns: bool,
+    /// Fds of the root whose open file descriptions are not saved but
+    /// recorded as inherited (`FileKind::Inherited`), in the root and in
+    /// every process that shares them: restore hands over descriptions of
+    /// its own in their place (a container's stdio, which leads outside
+    /// the container).
+    pub inherit_fds: Vec<i32>,
 }
 
 /// What a checkpoint wrote.
@@ -207,9 +213,11 @@ fn dump_tree(
 ) -> Result<Manifest, DumpError> {
     t.phase("files");
     let mut files = Vec::with_capacity(tree.procs.len());
+    let root = tree.procs[0].pid;
+    let inherit: Vec<(i32, i32)> = opts.inherit_fds.iter().map(|&fd| (root, fd)).collect();
     for frozen in &tree.procs {
         let pid = frozen.pid;
-        let (f, fds) = fds::dump_fds(pid, writer, opts.tcp_close)?;
+        let (f, fds) = fds::dump_fds(pid, writer, opts.tcp_close, &inherit)?;
         files.push(fds::ProcFiles { pid, files: f, fds });
     }
     fds::link_tree(&mut files)?;

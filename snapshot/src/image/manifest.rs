@@ -418,6 +418,12 @@ pub enum FileKind {
     Inotify {
         watches: Vec<InotifyWatch>,
     },
+    /// Not saved: the restorer hands over a description in its place
+    /// (`CheckpointOptions::inherit_fds`, a container's stdio). `fd` is the
+    /// root process's fd that had this description at checkpoint.
+    Inherited {
+        fd: i32,
+    },
     /// A signalfd with the signals it accepts (bit `n - 1` for signal `n`).
     SignalFd {
         mask: u64,
@@ -518,6 +524,7 @@ impl FileKind {
                     .collect::<Vec<_>>()
             ),
             FileKind::SignalFd { mask } => format!("signalfd mask {mask:#x}"),
+            FileKind::Inherited { fd } => format!("inherited (the root's fd {fd})"),
             FileKind::Epoll { targets } => format!(
                 "epoll watching fds {:?}",
                 targets.iter().map(|t| t.fd).collect::<Vec<_>>()

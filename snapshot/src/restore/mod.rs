@@ -53,6 +53,10 @@ pub struct RestoreOptions {
     /// Restore into a stub the caller made (a container's init, see
     /// [`Adopt`]) instead of creating one; `pid_ns` is then not used.
     pub adopt: Option<Adopt>,
+    /// For the snapshot's inherited descriptions (`FileKind::Inherited`):
+    /// (the snapshot's fd, the restorer's fd that stands for it), e.g.
+    /// `(1, 1)` to give the restorer's stdout (`fds/inherited.rs`).
+    pub inherit_fds: Vec<(i32, i32)>,
 }
 
 /// A stub made by the caller, already in the namespaces the snapshot is
@@ -166,7 +170,8 @@ fn check_files(p: &ProcessImage, root: Option<&Path>) -> Result<(), RestoreError
             | FileKind::TimerFd { .. }
             | FileKind::SignalFd { .. }
             | FileKind::Epoll { .. }
-            | FileKind::Inotify { .. } => {}
+            | FileKind::Inotify { .. }
+            | FileKind::Inherited { .. } => {}
         }
     }
     Ok(())
@@ -296,10 +301,7 @@ fn restore_image(
     let mut files = fds::TreeFiles::default();
     let mut pages_bytes = 0;
     for i in 0..procs.len() {
-        let own_proc = adopted.is_some();
-        pages_bytes += morph(
-            &image, &mut procs, i, &mut files, &mut stub, own_proc, &mut t,
-        )?;
+        pages_bytes += morph(&image, &mut procs, i, &mut files, &mut stub, opts, &mut t)?;
     }
 
     t.phase("resume");
@@ -333,16 +335,14 @@ fn restore_image(
 
 /// Turns the stub `procs[i]` into its process, but for the final resume:
 /// address space, memory, mm, fds, attributes, threads, pending signals and
-/// credentials. Returns the bytes of pages written. `own_proc`: the
-/// target's `/proc` is its PID namespace's own (a container's), so it
-/// names the other processes by their inner pids.
+/// credentials. Returns the bytes of pages written.
 fn morph(
     image: &Image,
     procs: &mut [tree::Proc],
     i: usize,
     files: &mut fds::TreeFiles,
     stub: &mut Stub,
-    own_proc: bool,
+    opts: &RestoreOptions,
     t: &mut Timings,
 ) -> Result<u64, RestoreError> {
     let (earlier, rest) = procs.split_at_mut(i);
@@ -359,14 +359,21 @@ fn morph(
 
     t.phase("address-space");
     process::unregister_stub_rseq(inj)?;
-    fds::close_all(inj)?;
+    let inherited = fds::Inherited::park(inj, p, &opts.inherit_fds)?;
+    fds::close_all_but(inj, &inherited.fds())?;
     memory::clear_and_place_vdso(inj, tramp, &p.vmas)?;
     memory::check_vdso(pid, &p.vmas)?;
     let memfds = fds::create_memfds(inj, scratch, image, p)?;
     let views: Vec<(i32, &[crate::image::Vma])> = earlier
         .iter()
         .map(|q| {
-            let seen_as = if own_proc { q.inner_pid } else { q.pid };
+            // An adopted stub (a container's) sees its own PID namespace's
+            // /proc, where the others have their inner pids.
+            let seen_as = if opts.adopt.is_some() {
+                q.inner_pid
+            } else {
+                q.pid
+            };
             (seen_as, q.image.vmas.as_slice())
         })
         .collect();
@@ -381,8 +388,9 @@ fn morph(
 
     t.phase("files");
     let holders: Vec<(i32, i32)> = earlier.iter().map(|q| (q.image.pid, q.inner_pid)).collect();
-    fds::restore_fds(inj, scratch, image, p, &memfds, files, &holders)?;
+    fds::restore_fds(inj, scratch, image, p, &memfds, files, &holders, &inherited)?;
     memfds.close(inj)?;
+    inherited.close(inj)?;
 
     t.phase("process");
     process::set_attributes(inj, scratch, p)?;

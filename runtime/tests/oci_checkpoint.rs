@@ -393,3 +393,23 @@ fn the_snapshot_holds_the_containers_own_ids() {
     assert!(mounts.contains(&"/run"), "{mounts:?}");
     assert_eq!(att["meta"]["rootfs_writable"], true);
 }
+
+/// A process under a seccomp filter is refused (the engine cannot restore
+/// filters yet), naming the pid; the container runs on.
+#[test]
+fn a_container_under_seccomp_is_refused() {
+    let mut b = bundle("ckpt-seccomp", COUNTER);
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    });
+    b.write_config();
+    let pid = start(&b);
+    let before = counter_at_least(pid, 3);
+    let img = image_dir(&b);
+    let out = b.cmd(&["checkpoint", "--image-path", img.to_str().unwrap(), &b.id]);
+    assert_fails(&out, &[&format!("pid {pid} of container"), "seccomp filter"]);
+    assert_eq!(b.status(), "running");
+    counter_at_least(pid, before + 3);
+}

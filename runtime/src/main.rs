@@ -421,8 +421,19 @@ fn write_pid_file(path: &std::path::Path, pid: i32) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// Go-style single-dash long flags that containerd's runc client sends
+/// (`restore ... -no-subreaper`), taken as their `--` form.
+fn go_style_flags(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    const SINGLE_DASH: [&str; 3] = ["-no-subreaper", "-no-pivot", "-no-new-keyring"];
+    args.map(|a| match a.to_str() {
+        Some(s) if SINGLE_DASH.contains(&s) => format!("-{s}").into(),
+        _ => a,
+    })
+    .collect()
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(go_style_flags(std::env::args_os()));
     if cli.systemd_cgroup {
         tracing::debug!("--systemd-cgroup: accepted, cgroupfs is used");
     }
@@ -445,7 +456,24 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::error_chain;
+    use super::{error_chain, go_style_flags};
+
+    #[test]
+    fn containerds_single_dash_flags_are_long_flags() {
+        let args = [
+            "snaprun",
+            "restore",
+            "-no-subreaper",
+            "-d",
+            "--bundle",
+            "b",
+            "id",
+        ];
+        let out = go_style_flags(args.iter().map(std::ffi::OsString::from));
+        assert_eq!(out[2], "--no-subreaper");
+        assert_eq!(out[3], "-d");
+        assert_eq!(out.len(), args.len());
+    }
 
     #[test]
     fn causes_already_in_the_message_are_not_repeated() {

@@ -4,7 +4,9 @@
 //! that none runs under seccomp, and stores what the bundle does not hold:
 //! the contents of the container's tmpfs mounts, as an attachment of the
 //! snapshot ([`ContainerImage`]). Unless `--leave-running`, the container
-//! is then deleted, as runc does, so it can be restored under its id.
+//! is then deleted, as runc does, so it can be restored under its id. A
+//! paused container is thawed for the checkpoint (and paused again if it
+//! is left running).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -97,12 +99,34 @@ pub fn checkpoint(
 ) -> Result<Checkpointed, CheckpointError> {
     let c = Container::load(root, id)?;
     let status = c.status();
-    if status != Status::Running {
+    if !matches!(status, Status::Running | Status::Paused) {
         return Err(CheckpointError::NotRunning {
             id: id.to_string(),
             status,
         });
     }
+    // A frozen task cannot take the ptrace stops the engine's freeze waits
+    // for: a paused container (containerd pauses before it checkpoints) is
+    // thawed for the checkpoint, and frozen again if it is left running or
+    // the checkpoint fails.
+    let paused = status == Status::Paused;
+    if paused {
+        c.saved.cgroup.set_frozen(false)?;
+    }
+    let done = checkpoint_running(&c, opts);
+    if paused && (opts.engine.leave_running || done.is_err()) {
+        if let Err(e) = c.saved.cgroup.set_frozen(true) {
+            tracing::warn!(id, "could not pause the container again: {e}");
+        }
+    }
+    done
+}
+
+fn checkpoint_running(
+    c: &Container,
+    opts: &CheckpointOptions,
+) -> Result<Checkpointed, CheckpointError> {
+    let id = c.id();
     let spec = c.spec()?;
     let init = c.saved.pid;
     let rootfs_writable = !spec.root.as_ref().is_some_and(|r| r.readonly);
@@ -132,7 +156,7 @@ pub fn checkpoint(
     let mut hook = |pids: &TreePids,
                     writer: &mut ImageWriter|
      -> Result<Vec<Attachment>, DumpError> {
-        check_only_tree(&c, pids)?;
+        check_only_tree(c, pids)?;
         check_no_seccomp(id, &pids.live)?;
         container.tmpfs = save_tmpfs(init, &wanted, writer)?;
         let meta = serde_json::to_value(&container).map_err(|e| DumpError::Caller(Box::new(e)))?;
@@ -152,8 +176,8 @@ pub fn checkpoint(
     if !opts.engine.leave_running {
         // As runc: a checkpointed container is gone (any straggler that
         // joined its cgroup after the check goes with it).
-        delete::kill_all(&c)?;
-        delete::destroy(&c)?;
+        delete::kill_all(c)?;
+        delete::destroy(c)?;
     }
     Ok(Checkpointed { report, container })
 }

@@ -488,6 +488,30 @@ fn busybox_image_archive(dir: &Path, name: &str) -> PathBuf {
     archive
 }
 
+/// Kills the containerd shim that serves container ID (started by this
+/// test's containerd; ID is unique to the test).
+fn kill_shim(id: &str) {
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        let is_shim = args
+            .first()
+            .is_some_and(|a| a.ends_with(b"containerd-shim-runc-v2"));
+        if is_shim
+            && args
+                .windows(2)
+                .any(|w| w[0] == b"-id" && w[1] == id.as_bytes())
+        {
+            // SAFETY: kill(2) on a pid just read; no memory involved.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    sleep(Duration::from_millis(500));
+}
+
 fn task_pid(c: &Containerd, id: &str) -> Option<i32> {
     let out = c.ctr(&["task", "ls"]);
     String::from_utf8_lossy(&out.stdout)
@@ -557,7 +581,17 @@ fn containerd_checkpoints_and_restores_through_the_runc_shim() {
     ctr_ok(&c, &["task", "rm", &id]);
     ctr_ok(&c, &["containers", "rm", &id]);
 
-    ctr_ok(&c, &["containers", "restore", "--live", &id, &checkpoint]);
+    let out = c.ctr(&["containers", "restore", "--live", &id, &checkpoint]);
+    if !out.status.success() {
+        // A task whose restore failed never exits, and `ctr task rm -f`
+        // (the harness's cleanup) would wait for it forever: end its shim.
+        kill_shim(&id);
+        panic!(
+            "ctr containers restore: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            c.log()
+        );
+    }
     let pid = wait_for("the restored task to run", || task_pid(&c, &id));
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();

@@ -12,9 +12,6 @@ use snaprun_store::{store_dir, RefName, Store};
 
 use crate::oci_cli::RuncCriuArgs;
 
-/// The container init's fds that a restore hands over from its own.
-const STDIO: [i32; 3] = [0, 1, 2];
-
 /// runc's default image directory: `./checkpoint`.
 const DEFAULT_IMAGE_DIR: &str = "checkpoint";
 
@@ -85,10 +82,8 @@ pub fn checkpoint(
             leave_running: a.leave_running,
             tcp_close: a.tcp_close,
             image,
-            own_pid_ns: true,
-            // The init's stdio leads outside the container: restore gives
-            // its own instead, as runc does.
-            inherit_fds: STDIO.to_vec(),
+            // oci::checkpoint sets the container's own ids and stdio.
+            ..Default::default()
         },
     };
     let done = oci::checkpoint::checkpoint(root, id, &opts)

@@ -24,6 +24,64 @@ use super::{delete, proc};
 /// The name of the snapshot attachment that describes the container.
 pub const ATTACHMENT: &str = "oci.container";
 
+/// In the state dir: which files the init got as its stdio at create.
+pub const STDIO_FILE: &str = "stdio.json";
+
+/// One of the init's stdio fds at create: the file it was, by device and
+/// inode (a pipe's inode, a file's).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct StdioFile {
+    pub fd: i32,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+fn fd_identity(path: &str) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Records, in the container's state dir, the files that this process's
+/// fds 0-2 are: the container's init inherits them (create calls this).
+/// Checkpoint takes those of the init's stdio fds that are still these
+/// files as inherited (not saved; restore gives its own), as runc does
+/// with the stdio it was given.
+pub fn record_stdio(dir: &Path) -> Result<(), Error> {
+    let files: Vec<StdioFile> = (0..3)
+        .filter_map(|fd| {
+            let (dev, ino) = fd_identity(&format!("/proc/self/fd/{fd}"))?;
+            Some(StdioFile { fd, dev, ino })
+        })
+        .collect();
+    let bytes = serde_json::to_vec(&files).map_err(|source| Error::Json {
+        what: "encode the stdio record".into(),
+        source,
+    })?;
+    super::state::write_atomic(&dir.join(STDIO_FILE), &bytes)
+}
+
+/// The init's fds (of 0-2) that are still the files recorded at create.
+fn inherited_stdio(c: &Container) -> Vec<i32> {
+    let path = c.dir.join(STDIO_FILE);
+    let recorded: Vec<StdioFile> = match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
+        Err(_) => {
+            tracing::warn!(
+                id = c.id(),
+                "no {STDIO_FILE}: the init's stdio is saved as it is"
+            );
+            Vec::new()
+        }
+    };
+    recorded
+        .iter()
+        .filter(|r| {
+            fd_identity(&format!("/proc/{}/fd/{}", c.saved.pid, r.fd)) == Some((r.dev, r.ino))
+        })
+        .map(|r| r.fd)
+        .collect()
+}
+
 /// What a container checkpoint keeps beside the process tree.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct ContainerImage {
@@ -153,6 +211,11 @@ fn checkpoint_running(
         rootfs_writable,
         tmpfs: Vec::new(),
     };
+    let mut engine = opts.engine.clone();
+    // Ids as the container sees them (its init is pid 1), and the stdio it
+    // was given, which leads outside it, handed over at restore.
+    engine.own_pid_ns = true;
+    engine.inherit_fds = inherited_stdio(c);
     let mut hook = |pids: &TreePids,
                     writer: &mut ImageWriter|
      -> Result<Vec<Attachment>, DumpError> {
@@ -167,7 +230,7 @@ fn checkpoint_running(
         }])
     };
     let report =
-        dump::checkpoint_with(init, &opts.target, &opts.engine, &mut hook).map_err(|source| {
+        dump::checkpoint_with(init, &opts.target, &engine, &mut hook).map_err(|source| {
             CheckpointError::Dump {
                 id: id.to_string(),
                 source,

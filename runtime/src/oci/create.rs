@@ -110,6 +110,8 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
     };
     fs::copy(bundle.join("config.json"), dir.join(state::CONFIG_COPY))
         .map_err(|e| Error::io("copy the config to", dir.join(state::CONFIG_COPY), e))?;
+    // The stdio the init inherits from here, for a later checkpoint.
+    super::checkpoint::record_stdio(&dir)?;
     let fifo = dir.join(state::FIFO);
     // A restored container is running at once: no exec.fifo.
     let fifo_fd = if restoring {

@@ -2,6 +2,7 @@
 //! command line (docs/oci.md).
 
 mod bench;
+mod container_cmd;
 mod gpu_cmd;
 mod inspect;
 mod logging;
@@ -75,9 +76,8 @@ struct RestoreSource {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Checkpoint a running process (--pid, with its descendants) into an
-    /// image directory or the store; a container (by ID) is not
-    /// implemented yet.
+    /// Checkpoint a running process (--pid, with its descendants), or a
+    /// container (by ID), into an image directory or the store.
     Checkpoint {
         /// The process to checkpoint.
         #[arg(long)]
@@ -106,12 +106,11 @@ enum Command {
         timings: bool,
         #[command(flatten)]
         runc: oci_cli::RuncCriuArgs,
-        /// A container to checkpoint (not implemented yet).
+        /// A container to checkpoint (its image defaults to ./checkpoint).
         id: Option<String>,
     },
     /// Restore a process (tree) from an image directory or the store and
-    /// print its pid; a container (by ID, with --bundle) is not implemented
-    /// yet.
+    /// print its pid; or a container (by ID, with --bundle).
     Restore {
         #[command(flatten)]
         source: RestoreSource,
@@ -144,7 +143,7 @@ enum Command {
         detach: bool,
         #[command(flatten)]
         runc: oci_cli::RuncCriuArgs,
-        /// A container to restore (not implemented yet).
+        /// A container to restore, created from --bundle.
         id: Option<String>,
     },
     /// Work with snapshots.
@@ -243,9 +242,20 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             id,
         } => {
             if let Some(id) = id {
-                return Err(
-                    oci::Error::NotImplemented(format!("checkpoint of container {id}")).into(),
-                );
+                if pid.is_some() {
+                    bail!("checkpoint takes --pid or a container ID, not both");
+                }
+                let a = container_cmd::CheckpointArgs {
+                    image_path: target.image_path,
+                    to: target.to,
+                    store,
+                    no_compress,
+                    leave_running,
+                    tcp_close,
+                    timings,
+                };
+                container_cmd::checkpoint(root, &id, a, &runc)?;
+                return Ok(0);
             }
             if let Some(flag) = runc.given() {
                 bail!("{flag} applies to a container checkpoint (ID), not to --pid");
@@ -276,6 +286,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 tcp_close,
                 image,
                 cuda_lock_timeout,
+                ..Default::default()
             };
             let report = dump::checkpoint_to(pid, &target, &opts)
                 .with_context(|| format!("checkpoint of pid {pid} to {}", target.describe()))?;
@@ -302,9 +313,20 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             runc,
         } => {
             if let Some(id) = id {
-                return Err(
-                    oci::Error::NotImplemented(format!("restore of container {id}")).into(),
-                );
+                if new_pidns {
+                    bail!("--new-pidns applies to a process restore; a container gets the PID namespace of its bundle");
+                }
+                let a = container_cmd::RestoreArgs {
+                    image_path: source.image_path,
+                    from: source.from,
+                    store,
+                    remote,
+                    bundle,
+                    detach,
+                    pid_file,
+                    timings,
+                };
+                return Ok(exit_code(container_cmd::restore(root, &id, a, &runc)?));
             }
             if let Some(flag) = runc
                 .given()
@@ -333,6 +355,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     restore::pidns::PidNsMode::Auto
                 },
                 gpu_map,
+                ..Default::default()
             };
             let report = restore::restore_from(image, &opts)?;
             if let Some(f) = pid_file {
@@ -422,8 +445,19 @@ fn write_pid_file(path: &std::path::Path, pid: i32) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// Go-style single-dash long flags that containerd's runc client sends
+/// (`restore ... -no-subreaper`), taken as their `--` form.
+fn go_style_flags(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    const SINGLE_DASH: [&str; 3] = ["-no-subreaper", "-no-pivot", "-no-new-keyring"];
+    args.map(|a| match a.to_str() {
+        Some(s) if SINGLE_DASH.contains(&s) => format!("-{s}").into(),
+        _ => a,
+    })
+    .collect()
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(go_style_flags(std::env::args_os()));
     if cli.systemd_cgroup {
         tracing::debug!("--systemd-cgroup: accepted, cgroupfs is used");
     }
@@ -446,7 +480,24 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::error_chain;
+    use super::{error_chain, go_style_flags};
+
+    #[test]
+    fn containerds_single_dash_flags_are_long_flags() {
+        let args = [
+            "snaprun",
+            "restore",
+            "-no-subreaper",
+            "-d",
+            "--bundle",
+            "b",
+            "id",
+        ];
+        let out = go_style_flags(args.iter().map(std::ffi::OsString::from));
+        assert_eq!(out[2], "--no-subreaper");
+        assert_eq!(out[3], "-d");
+        assert_eq!(out.len(), args.len());
+    }
 
     #[test]
     fn causes_already_in_the_message_are_not_repeated() {

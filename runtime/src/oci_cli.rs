@@ -43,6 +43,7 @@ impl CreateArgs {
             console_socket: self.console_socket.clone(),
             no_pivot: self.no_pivot,
             preserve_fds: self.preserve_fds,
+            restore: None,
         }
     }
 }
@@ -100,8 +101,8 @@ pub struct ExecArgs {
 }
 
 /// runc's CRIU flags for `checkpoint ID` / `restore ID`: accepted so that
-/// containerd's calls parse and reach the container form (not implemented
-/// yet); refused with the process form (`--pid`, or restore without ID).
+/// containerd's calls parse (`container_cmd.rs` says which have an effect);
+/// refused with the process form (`--pid`, or restore without ID).
 #[derive(Args, Default)]
 pub struct RuncCriuArgs {
     /// Scratch dir for the checkpoint's logs.
@@ -258,7 +259,7 @@ fn forwarded_signals() -> SigSet {
 }
 
 /// Waits for PID (our child), forwarding signals to it; its exit code.
-fn wait_forwarding(pid: i32) -> anyhow::Result<i32> {
+pub(crate) fn wait_forwarding(pid: i32) -> anyhow::Result<i32> {
     let set = forwarded_signals();
     set.thread_block().context("block signals")?;
     loop {

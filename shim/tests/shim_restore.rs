@@ -126,11 +126,12 @@ fn bad_annotation_fails_with_a_clear_reason() {
     assert!(all.contains("\"sometimes\" is not a fallback"), "{all}");
 }
 
-/// A snapshot that is in the store: the shim asks snaprun to restore the
-/// container, which it cannot do yet; the reason reaches the event (with
-/// the fallback) or the error (without).
+/// A snapshot that is in the store but is a process snapshot, not a
+/// container checkpoint: the shim asks snaprun to restore the container,
+/// snaprun refuses, and the reason reaches the event (with the fallback) or
+/// the error (without).
 #[test]
-fn present_snapshot_is_attempted_and_reported_not_implemented() {
+fn a_process_snapshot_is_attempted_and_refused_as_not_a_container_checkpoint() {
     let c = Containerd::start();
     let rootfs = c.rootfs("rootfs");
     let store = c.tmp.path().join("store");
@@ -175,7 +176,7 @@ fn present_snapshot_is_attempted_and_reported_not_implemented() {
         &[
             &id,
             "\"io.snaprun.restore\":\"cold\"",
-            "not implemented yet",
+            "is not a container checkpoint",
         ],
     );
 
@@ -188,7 +189,7 @@ fn present_snapshot_is_attempted_and_reported_not_implemented() {
     );
     let all = text(&out);
     assert!(!out.status.success(), "{all}");
-    assert!(all.contains("not implemented yet"), "{all}");
+    assert!(all.contains("is not a container checkpoint"), "{all}");
     wait_for("no state left", || {
         (!c.runtime_root().join(&id).exists()).then_some(())
     });

@@ -8,6 +8,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
@@ -18,6 +19,7 @@ use nix::unistd::Pid;
 
 use super::cgroups::Cgroup;
 use super::error::{Error, Result};
+use super::restore::RestoreInit;
 use super::state::{self, Container, OciState, Saved, Status};
 use super::sync::Channel;
 use super::{console, hooks, init, namespaces, proc, spec, validate};
@@ -30,6 +32,9 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     /// Extra fds (from 3 on) the container inherits.
     pub preserve_fds: u32,
+    /// A container restore (`restore.rs`): the init becomes the engine's
+    /// stub instead of waiting for `start` (no exec.fifo, no terminal).
+    pub restore: Option<Arc<RestoreInit>>,
 }
 
 /// The created container.
@@ -70,13 +75,15 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
     let spec = spec::load(&bundle)?;
     let checked = validate::check(&spec, &bundle)?;
     let process = spec.process.clone().unwrap_or_default();
-    if process.terminal && opts.console_socket.is_none() {
+    let restoring = opts.restore.is_some();
+    // A restore gets its fds from the snapshot: no terminal is made.
+    if process.terminal && opts.console_socket.is_none() && !restoring {
         return Err(Error::invalid(
             "process.terminal",
             "a terminal needs --console-socket (or terminal: false)",
         ));
     }
-    if !process.terminal && opts.console_socket.is_some() {
+    if (!process.terminal || restoring) && opts.console_socket.is_some() {
         return Err(Error::invalid(
             "process.terminal",
             "--console-socket given but terminal is false",
@@ -103,17 +110,15 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
     };
     fs::copy(bundle.join("config.json"), dir.join(state::CONFIG_COPY))
         .map_err(|e| Error::io("copy the config to", dir.join(state::CONFIG_COPY), e))?;
+    // The stdio the init inherits from here, for a later checkpoint.
+    super::checkpoint::record_stdio(&dir)?;
     let fifo = dir.join(state::FIFO);
-    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
-        .map_err(|e| Error::sys(format!("mkfifo {}", fifo.display()), e))?;
-    // mkfifo applies the umask; the init may run as any user.
-    nix::sys::stat::fchmodat(
-        None,
-        &fifo,
-        Mode::from_bits_truncate(0o622),
-        nix::sys::stat::FchmodatFlags::FollowSymlink,
-    )
-    .map_err(|e| Error::sys(format!("chmod {}", fifo.display()), e))?;
+    // A restored container is running at once: no exec.fifo.
+    let fifo_fd = if restoring {
+        None
+    } else {
+        Some(make_fifo(&fifo)?)
+    };
 
     let linux = spec.linux.clone().unwrap_or_default();
     let cg_path = match linux.cgroups_path.as_deref() {
@@ -124,11 +129,6 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
     cgroup.create()?;
     guard.cgroup = Some(cgroup.clone());
 
-    // Opened here: a user namespace's root may not reach the state dir.
-    let fifo_fd = nix::fcntl::open(&fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| Error::sys(format!("open {}", fifo.display()), e))?;
-    // SAFETY: `open` just returned this fd, which nothing else owns.
-    let fifo_fd = unsafe { OwnedFd::from_raw_fd(fifo_fd) };
     let console: Option<UnixStream> = opts
         .console_socket
         .as_deref()
@@ -149,12 +149,13 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
             rootfs: &checked.rootfs,
             plan: &checked.plan,
             cgroup: &cgroup,
-            fifo: fifo_fd.as_raw_fd(),
+            fifo: fifo_fd.as_ref().map_or(-1, |f| f.as_raw_fd()),
             channel: child,
             console,
             no_pivot: opts.no_pivot,
             preserve_fds: opts.preserve_fds,
             id,
+            restore: opts.restore.as_deref(),
         });
     }
     drop(child);
@@ -193,7 +194,9 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
                 }
                 parent.send("ok")?;
             }
-            Some("ready") => break,
+            Some("ready") if !restoring => break,
+            // The init is the restore stub now, stopping itself.
+            Some("stub") if restoring => break,
             Some(m) => {
                 let m = m.strip_prefix("error ").unwrap_or(m);
                 return Err(Error::Init(m.to_string()));
@@ -208,6 +211,25 @@ pub fn create(root: &Path, id: &str, opts: &CreateOptions) -> Result<Created> {
     guard.disarm();
     tracing::debug!(id, pid, "container created");
     Ok(Created { pid, dir })
+}
+
+/// Makes exec.fifo (0622) and opens it `O_PATH`, here: a user namespace's
+/// root may not reach the state dir.
+fn make_fifo(fifo: &Path) -> Result<OwnedFd> {
+    nix::unistd::mkfifo(fifo, Mode::from_bits_truncate(0o622))
+        .map_err(|e| Error::sys(format!("mkfifo {}", fifo.display()), e))?;
+    // mkfifo applies the umask; the init may run as any user.
+    nix::sys::stat::fchmodat(
+        None,
+        fifo,
+        Mode::from_bits_truncate(0o622),
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
+    )
+    .map_err(|e| Error::sys(format!("chmod {}", fifo.display()), e))?;
+    let fd = nix::fcntl::open(fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| Error::sys(format!("open {}", fifo.display()), e))?;
+    // SAFETY: `open` just returned this fd, which nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// The state hooks see before the container is recorded.

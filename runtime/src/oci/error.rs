@@ -52,6 +52,10 @@ pub enum Error {
         path: String,
         msg: String,
     },
+    /// A container restore's own step failed (in the init: the saved tmpfs
+    /// contents, becoming the stub).
+    #[error("restore: {0}")]
+    Restore(String),
     #[error("{0}: not implemented yet")]
     NotImplemented(String),
     #[error("{what}: {source}")]

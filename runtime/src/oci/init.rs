@@ -15,6 +15,7 @@ use nix::unistd::{setresgid, setresuid, Gid, Uid};
 use super::cgroups::Cgroup;
 use super::error::{Error, Result};
 use super::namespaces::Plan;
+use super::restore::RestoreInit;
 use super::spec::Spec;
 use super::state::{OciState, Status};
 use super::sync::Channel;
@@ -33,6 +34,8 @@ pub struct Context<'a> {
     pub no_pivot: bool,
     pub preserve_fds: u32,
     pub id: &'a str,
+    /// A container restore: become the engine's stub (`restore.rs`).
+    pub restore: Option<&'a RestoreInit>,
 }
 
 /// Runs the init; never returns.
@@ -130,6 +133,9 @@ fn setup(ctx: &mut Context) -> Result<std::convert::Infallible> {
     rootfs::readonly_paths(&linux.readonly_paths)?;
     if spec.root.as_ref().is_some_and(|r| r.readonly) {
         rootfs::readonly_root()?;
+    }
+    if let Some(r) = ctx.restore {
+        return super::restore::init_stub(spec, &mut ctx.channel, r);
     }
 
     if let Some(sock) = ctx.console.take() {

@@ -11,6 +11,7 @@ pub mod cuda;
 pub mod fds;
 pub mod freeze;
 pub mod memory;
+pub mod pidns;
 pub mod process;
 pub mod threads;
 pub mod tree;
@@ -19,8 +20,8 @@ use std::io;
 use std::path::Path;
 
 use crate::image::{
-    Digest, ImageError, ImageOptions, ImageTarget, ImageWriter, Manifest, ProcessImage, VmaKind,
-    WriteStats,
+    Attachment, Digest, ImageError, ImageOptions, ImageTarget, ImageWriter, Manifest, ProcessImage,
+    VmaKind, WriteStats,
 };
 use crate::sys::mem::{Pagemap, ProcMem};
 use crate::sys::proc::parse_smaps;
@@ -68,6 +69,9 @@ pub enum DumpError {
     Image(#[from] ImageError),
     #[error(transparent)]
     Cuda(#[from] cuda::CudaDumpError),
+    /// The caller's hook ([`checkpoint_with`]) refused or failed.
+    #[error(transparent)]
+    Caller(Box<dyn std::error::Error + Send + Sync>),
 }
 
 #[derive(Clone, Debug, Default)]
@@ -81,6 +85,15 @@ pub struct CheckpointOptions {
     /// How long the CUDA driver's lock of a CUDA process may wait for its
     /// GPU work (default [`cuda_ckpt::DEFAULT_LOCK_TIMEOUT`]).
     pub cuda_lock_timeout: Option<std::time::Duration>,
+    /// Record the ids the tree sees in its own PID namespace (a
+    /// container's) instead of the dumper's (`pidns.rs`).
+    pub own_pid_ns: bool,
+    /// Fds of the root whose open file descriptions are not saved but
+    /// recorded as inherited (`FileKind::Inherited`), in the root and in
+    /// every process that shares them: restore hands over descriptions of
+    /// its own in their place (a container's stdio, which leads outside
+    /// the container).
+    pub inherit_fds: Vec<i32>,
 }
 
 /// What a checkpoint wrote.
@@ -115,6 +128,32 @@ pub fn checkpoint_to(
     target: &ImageTarget,
     opts: &CheckpointOptions,
 ) -> Result<CheckpointReport, DumpError> {
+    checkpoint_with(pid, target, opts, &mut |_, _| Ok(Vec::new()))
+}
+
+/// The processes of a frozen tree, for a [`checkpoint_with`] hook.
+#[derive(Clone, Debug)]
+pub struct TreePids {
+    /// The live processes, the root first.
+    pub live: Vec<i32>,
+    /// Exited children not reaped yet.
+    pub zombies: Vec<i32>,
+}
+
+/// A caller's step run once the whole tree is frozen, before anything of
+/// it is dumped: it may refuse the checkpoint (an error resumes the tree
+/// unchanged) or store data of its own, returned as attachments that the
+/// manifest keeps (a container's tmpfs contents).
+pub type FrozenHook<'a> =
+    dyn FnMut(&TreePids, &mut ImageWriter) -> Result<Vec<Attachment>, DumpError> + 'a;
+
+/// [`checkpoint_to`], with `hook` run while the tree is frozen.
+pub fn checkpoint_with(
+    pid: i32,
+    target: &ImageTarget,
+    opts: &CheckpointOptions,
+    hook: &mut FrozenHook,
+) -> Result<CheckpointReport, DumpError> {
     let mut t = Timings::new();
     t.phase("cuda");
     if pid <= 0 || !Path::new(&format!("/proc/{pid}")).exists() {
@@ -133,7 +172,16 @@ pub fn checkpoint_to(
 
     let mut writer = ImageWriter::open(target, opts.image.clone())?;
     writer.set_progress(&format!("checkpoint pid {pid}"));
-    match dump_tree(&tree, &mut writer, &mut t, opts) {
+    let pids = TreePids {
+        live: tree.procs.iter().map(|p| p.pid).collect(),
+        zombies: tree.zombies.iter().map(|z| z.pid).collect(),
+    };
+    let dumped = hook(&pids, &mut writer).and_then(|attachments| {
+        let mut manifest = dump_tree(&tree, &mut writer, &mut t, opts)?;
+        manifest.attachments = attachments;
+        Ok(manifest)
+    });
+    match dumped {
         Ok(mut manifest) => {
             gpu.record(&mut manifest);
             let vmas = manifest.processes.iter().map(|p| p.vmas.len()).sum();
@@ -183,9 +231,11 @@ fn dump_tree(
 ) -> Result<Manifest, DumpError> {
     t.phase("files");
     let mut files = Vec::with_capacity(tree.procs.len());
+    let root = tree.procs[0].pid;
+    let inherit: Vec<(i32, i32)> = opts.inherit_fds.iter().map(|&fd| (root, fd)).collect();
     for frozen in &tree.procs {
         let pid = frozen.pid;
-        let (f, fds) = fds::dump_fds(pid, writer, opts.tcp_close)?;
+        let (f, fds) = fds::dump_fds(pid, writer, opts.tcp_close, &inherit)?;
         files.push(fds::ProcFiles { pid, files: f, fds });
     }
     fds::link_tree(&mut files)?;
@@ -203,7 +253,7 @@ fn dump_tree(
     for (frozen, f) in tree.procs.iter().zip(files) {
         processes.push(dump_frozen(frozen, f, writer, t)?);
     }
-    Ok(Manifest {
+    let mut manifest = Manifest {
         created_unix: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -212,7 +262,12 @@ fn dump_tree(
         kernel: process::kernel_release(),
         processes,
         zombies: tree.zombies.clone(),
-    })
+        attachments: Vec::new(),
+    };
+    if opts.own_pid_ns {
+        pidns::to_own_ids(&mut manifest)?;
+    }
+    Ok(manifest)
 }
 
 /// One frozen process's threads, memory and attributes, with its files

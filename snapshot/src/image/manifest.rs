@@ -22,6 +22,21 @@ pub struct Manifest {
     /// Children of the tree that had exited but were not reaped yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub zombies: Vec<Zombie>,
+    /// Data the engine's caller keeps with the snapshot (a container's
+    /// description and tmpfs contents), opaque to the engine.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+}
+
+/// A named piece of caller data stored with a snapshot: a JSON
+/// description and, optionally, bytes in the store.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Attachment {
+    pub name: String,
+    #[serde(default)]
+    pub meta: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<PageRun>,
 }
 
 /// A child that had exited and was not reaped by its parent yet.
@@ -448,6 +463,12 @@ pub enum FileKind {
     Inotify {
         watches: Vec<InotifyWatch>,
     },
+    /// Not saved: the restorer hands over a description in its place
+    /// (`CheckpointOptions::inherit_fds`, a container's stdio). `fd` is the
+    /// root process's fd that had this description at checkpoint.
+    Inherited {
+        fd: i32,
+    },
     /// A signalfd with the signals it accepts (bit `n - 1` for signal `n`).
     SignalFd {
         mask: u64,
@@ -548,6 +569,7 @@ impl FileKind {
                     .collect::<Vec<_>>()
             ),
             FileKind::SignalFd { mask } => format!("signalfd mask {mask:#x}"),
+            FileKind::Inherited { fd } => format!("inherited (the root's fd {fd})"),
             FileKind::Epoll { targets } => format!(
                 "epoll watching fds {:?}",
                 targets.iter().map(|t| t.fd).collect::<Vec<_>>()

@@ -30,7 +30,7 @@ pub use socket::*;
 pub const MAGIC: &str = "snaprun-snapshot";
 /// The format version this build writes and reads. Independent of the
 /// release version.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// Manifests larger than this are refused before parsing.
 pub const MANIFEST_MAX: u64 = 256 << 20;
@@ -513,6 +513,11 @@ fn validate(m: &Manifest) -> Result<(), String> {
                     p.pid, fd.fd, fd.file
                 ));
             }
+        }
+    }
+    for a in &m.attachments {
+        if let Some(r) = &a.data {
+            check_run(r, &format!("attachment {:?}", a.name))?;
         }
     }
     Ok(())

@@ -65,6 +65,7 @@ fn sample(runs: Vec<PageRun>) -> Manifest {
             cuda: None,
         }],
         zombies: vec![],
+        attachments: vec![],
     }
 }
 
@@ -185,7 +186,7 @@ fn other_versions_and_magic_are_refused() {
     let text = fs::read_to_string(&path).unwrap();
     fs::write(
         &path,
-        text.replace("\"format_version\": 2", "\"format_version\": 9"),
+        text.replace("\"format_version\": 3", "\"format_version\": 9"),
     )
     .unwrap();
     let err = Image::open(dir.path()).err().unwrap();

@@ -208,6 +208,7 @@ mod tests {
             kernel: String::new(),
             processes: vec![],
             zombies: vec![],
+            attachments: vec![],
         };
         assert!(prepare(&m, &[]).unwrap().is_none());
     }

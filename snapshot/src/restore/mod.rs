@@ -16,9 +16,9 @@ pub mod threads;
 pub mod tree;
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::image::{FileKind, FileRef, Image, ImageError, ProcessImage, VmaKind};
+use crate::image::{FileKind, FileRef, Image, ImageError, Manifest, ProcessImage, VmaKind};
 use crate::sys::remote::{InjectMode, Injector, RemoteError};
 use crate::sys::{ptrace, resume_regs};
 use crate::Timings;
@@ -55,6 +55,26 @@ pub struct RestoreOptions {
     pub pid_ns: PidNsMode,
     /// GPUs to restore CUDA processes onto (`--gpu-map OLD=NEW`).
     pub gpu_map: Vec<cuda_ckpt::GpuPair>,
+    /// Restore into a stub the caller made (a container's init, see
+    /// [`Adopt`]) instead of creating one; `pid_ns` is then not used.
+    pub adopt: Option<Adopt>,
+    /// For the snapshot's inherited descriptions (`FileKind::Inherited`):
+    /// (the snapshot's fd, the restorer's fd that stands for it), e.g.
+    /// `(1, 1)` to give the restorer's stdout (`fds/inherited.rs`).
+    pub inherit_fds: Vec<(i32, i32)>,
+}
+
+/// A stub made by the caller, already in the namespaces the snapshot is
+/// restored into (a container's init, pid 1 of its PID namespace, with
+/// the container's root and mounts). It is the caller's child, has run
+/// [`stub::prepare_self`] with `trampoline` (from [`trampoline_for`]) and
+/// stops itself with SIGSTOP. The snapshot's paths are then checked in its
+/// view (`/proc/PID/root/PATH`), and `/proc` inside it is taken to be its
+/// PID namespace's own.
+#[derive(Clone, Copy, Debug)]
+pub struct Adopt {
+    pub pid: i32,
+    pub trampoline: u64,
 }
 
 /// A restore into a new PID namespace.
@@ -85,13 +105,23 @@ pub struct RestoreReport {
     pub timings: Timings,
 }
 
+/// Where the snapshot's PATH is seen from here: PATH itself, or under
+/// the root of the process the snapshot is restored into.
+fn seen(root: Option<&Path>, path: &str) -> PathBuf {
+    match root {
+        Some(r) => r.join(path.trim_start_matches('/')),
+        None => PathBuf::from(path),
+    }
+}
+
 /// Checks that a file the snapshot refers to is still the same file.
-fn check_file(f: &FileRef, strict: bool) -> Result<(), RestoreError> {
+fn check_file(f: &FileRef, strict: bool, root: Option<&Path>) -> Result<(), RestoreError> {
     use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(&f.path).map_err(|source| RestoreError::FileMissing {
-        path: f.path.clone(),
-        source,
-    })?;
+    let meta =
+        std::fs::metadata(seen(root, &f.path)).map_err(|source| RestoreError::FileMissing {
+            path: f.path.clone(),
+            source,
+        })?;
     if !strict {
         return Ok(());
     }
@@ -116,22 +146,24 @@ fn check_file(f: &FileRef, strict: bool) -> Result<(), RestoreError> {
 
 /// Checks every file a process of the snapshot refers to, before any
 /// process exists.
-fn check_files(p: &ProcessImage) -> Result<(), RestoreError> {
-    check_file(&p.exe, true)?;
+fn check_files(p: &ProcessImage, root: Option<&Path>) -> Result<(), RestoreError> {
+    check_file(&p.exe, true, root)?;
     for v in &p.vmas {
         if let Some(f) = &v.file {
-            check_file(f, true)?;
+            check_file(f, true, root)?;
         }
     }
     for f in p.files.iter().filter(|f| f.shared.is_none()) {
         match &f.kind {
-            FileKind::Regular { file, .. } => check_file(file, false)?,
+            FileKind::Regular { file, .. } => check_file(file, false, root)?,
             FileKind::Directory { path, .. }
             | FileKind::CharDevice { path, .. }
             | FileKind::Fifo { path, .. } => {
-                std::fs::metadata(path).map_err(|source| RestoreError::FileMissing {
-                    path: path.clone(),
-                    source,
+                std::fs::metadata(seen(root, path)).map_err(|source| {
+                    RestoreError::FileMissing {
+                        path: path.clone(),
+                        source,
+                    }
                 })?;
             }
             FileKind::Pipe { .. }
@@ -143,7 +175,8 @@ fn check_files(p: &ProcessImage) -> Result<(), RestoreError> {
             | FileKind::TimerFd { .. }
             | FileKind::SignalFd { .. }
             | FileKind::Epoll { .. }
-            | FileKind::Inotify { .. } => {}
+            | FileKind::Inotify { .. }
+            | FileKind::Inherited { .. } => {}
         }
     }
     Ok(())
@@ -165,21 +198,9 @@ pub fn restore_from(image: Image, opts: &RestoreOptions) -> Result<RestoreReport
     restore_image(image, t, opts)
 }
 
-fn restore_image(
-    image: Image,
-    mut t: Timings,
-    opts: &RestoreOptions,
-) -> Result<RestoreReport, RestoreError> {
-    let m = &image.manifest;
-    let root = &m.processes[0];
-
-    t.phase("check-files");
-    for p in &m.processes {
-        check_files(p)?;
-    }
-    let gpu = cuda::prepare(m, &opts.gpu_map)?;
-
-    t.phase("stub");
+/// Where the trampoline goes for snapshot `m`: free in its layout and in
+/// the restorer's own (a stub starts as a copy of the restorer).
+pub fn trampoline_for(m: &Manifest) -> Result<u64, RestoreError> {
     let mut occupied: Vec<(u64, u64)> = m
         .processes
         .iter()
@@ -189,11 +210,33 @@ fn restore_image(
         what: "reading /proc/self/maps".into(),
         source,
     })?);
-    let tramp =
-        stub::choose_trampoline(&occupied, TRAMPOLINE_LEN).ok_or_else(|| RestoreError::State {
-            pid: root.pid,
-            reason: "no free address range for the restore trampoline".into(),
-        })?;
+    stub::choose_trampoline(&occupied, TRAMPOLINE_LEN).ok_or_else(|| RestoreError::State {
+        pid: m.processes[0].pid,
+        reason: "no free address range for the restore trampoline".into(),
+    })
+}
+
+fn restore_image(
+    image: Image,
+    mut t: Timings,
+    opts: &RestoreOptions,
+) -> Result<RestoreReport, RestoreError> {
+    let m = &image.manifest;
+    let root = &m.processes[0];
+    let adopted = opts.adopt;
+
+    t.phase("check-files");
+    let seen_root = adopted.map(|a| PathBuf::from(format!("/proc/{}/root", a.pid)));
+    for p in &m.processes {
+        check_files(p, seen_root.as_deref())?;
+    }
+    let gpu = cuda::prepare(m, &opts.gpu_map)?;
+
+    t.phase("stub");
+    let tramp = match adopted {
+        Some(a) => a.trampoline,
+        None => trampoline_for(m)?,
+    };
     let ids: Vec<i32> = m
         .processes
         .iter()
@@ -203,9 +246,11 @@ fn restore_image(
     let mut taken: Vec<i32> = ids
         .iter()
         .copied()
-        .filter(|&id| pidns::id_in_use(id))
+        .filter(|&id| adopted.is_none() && pidns::id_in_use(id))
         .collect();
     let mut ns = match opts.pid_ns {
+        // The adopted stub already sits in the namespace to restore into.
+        _ if adopted.is_some() => None,
         PidNsMode::New => {
             taken.clear();
             Some(PidNs::create()?)
@@ -227,15 +272,16 @@ fn restore_image(
                     .into(),
         });
     }
-    let mut stub = match &ns {
-        Some(ns) => {
+    let mut stub = match (&ns, adopted) {
+        (_, Some(a)) => Stub::adopt(a.pid, a.trampoline, root.pid)?,
+        (Some(ns), None) => {
             let back = own_pid_ns()?;
             ns.enter()?;
             let stub = Stub::spawn(root.pid, tramp);
             leave_pid_ns(&back)?;
             stub?
         }
-        None => Stub::spawn(root.pid, tramp)?,
+        (None, None) => Stub::spawn(root.pid, tramp)?,
     };
     let stack = tramp + TRAMPOLINE_LEN - 256;
     let pid = stub.pid;
@@ -261,7 +307,7 @@ fn restore_image(
     let mut files = fds::TreeFiles::default();
     let mut pages_bytes = 0;
     for i in 0..procs.len() {
-        pages_bytes += morph(&image, &mut procs, i, &mut files, &mut stub, &mut t)?;
+        pages_bytes += morph(&image, &mut procs, i, &mut files, &mut stub, opts, &mut t)?;
     }
 
     t.phase("resume");
@@ -308,6 +354,7 @@ fn morph(
     i: usize,
     files: &mut fds::TreeFiles,
     stub: &mut Stub,
+    opts: &RestoreOptions,
     t: &mut Timings,
 ) -> Result<u64, RestoreError> {
     let (earlier, rest) = procs.split_at_mut(i);
@@ -324,13 +371,23 @@ fn morph(
 
     t.phase("address-space");
     process::unregister_stub_rseq(inj)?;
-    fds::close_all(inj)?;
+    let inherited = fds::Inherited::park(inj, p, &opts.inherit_fds)?;
+    fds::close_all_but(inj, &inherited.fds())?;
     memory::clear_and_place_vdso(inj, tramp, &p.vmas)?;
     memory::check_vdso(pid, &p.vmas)?;
     let memfds = fds::create_memfds(inj, scratch, image, p)?;
     let views: Vec<(i32, &[crate::image::Vma])> = earlier
         .iter()
-        .map(|q| (q.pid, q.image.vmas.as_slice()))
+        .map(|q| {
+            // An adopted stub (a container's) sees its own PID namespace's
+            // /proc, where the others have their inner pids.
+            let seen_as = if opts.adopt.is_some() {
+                q.inner_pid
+            } else {
+                q.pid
+            };
+            (seen_as, q.image.vmas.as_slice())
+        })
         .collect();
     memory::map_vmas(inj, scratch, &p.vmas, &memfds, &views)?;
 
@@ -343,8 +400,9 @@ fn morph(
 
     t.phase("files");
     let holders: Vec<(i32, i32)> = earlier.iter().map(|q| (q.image.pid, q.inner_pid)).collect();
-    fds::restore_fds(inj, scratch, image, p, &memfds, files, &holders)?;
+    fds::restore_fds(inj, scratch, image, p, &memfds, files, &holders, &inherited)?;
     memfds.close(inj)?;
+    inherited.close(inj)?;
 
     t.phase("process");
     process::set_attributes(inj, scratch, p)?;

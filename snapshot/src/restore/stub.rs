@@ -177,6 +177,49 @@ impl Stub {
         Ok(stub)
     }
 
+    /// Takes over a stub the caller made (see [`super::Adopt`]): waits for
+    /// its SIGSTOP, sets the tracing options, and checks that it is pid
+    /// `want_pid` in its own PID namespace.
+    pub fn adopt(pid: i32, trampoline: u64, want_pid: i32) -> Result<Self, RestoreError> {
+        let mut stub = Self {
+            pid,
+            trampoline,
+            pid_kept: true,
+            members: Vec::new(),
+            live: true,
+        };
+        match ptrace::wait(pid).map_err(RestoreError::Spawn)? {
+            Stop::Signal { sig, .. } if sig == libc::SIGSTOP => {}
+            other => {
+                if matches!(other, Stop::Exited(_) | Stop::Killed(_)) {
+                    stub.live = false;
+                }
+                return Err(RestoreError::Spawn(io::Error::other(format!(
+                    "stub pid {pid} (trampoline at {trampoline:#x}) did not stop as expected: {other:?} ({})",
+                    stub_exit_reason(other)
+                ))));
+            }
+        }
+        ptrace::set_options(
+            pid,
+            ptrace::PTRACE_O_EXITKILL
+                | ptrace::PTRACE_O_TRACESYSGOOD
+                | ptrace::PTRACE_O_TRACECLONE
+                | ptrace::PTRACE_O_TRACEFORK,
+        )
+        .map_err(RestoreError::Spawn)?;
+        let inner = super::inner_id(pid)?;
+        if inner != want_pid {
+            return Err(RestoreError::State {
+                pid,
+                reason: format!(
+                    "the stub is pid {inner} in its PID namespace but the snapshot's process was pid {want_pid}"
+                ),
+            });
+        }
+        Ok(stub)
+    }
+
     /// Records a thread or child process created from the stub.
     pub fn add_member(&mut self, tid: i32) {
         self.members.push(tid);
@@ -223,13 +266,28 @@ impl Drop for Stub {
 /// The child side of [`Stub::spawn`]. Only raw syscalls: the child of a
 /// fork may not allocate or take locks.
 fn stub_main(trampoline: u64) -> ! {
-    // SAFETY: raw syscalls on the child's own state. The trampoline is
-    // mapped with MAP_FIXED_NOREPLACE at an address the parent chose free,
-    // and the three code bytes are written inside that fresh mapping.
+    // SAFETY: setsid on the child's own state.
+    unsafe { libc::setsid() };
+    if let Err(code) = prepare_self(trampoline) {
+        // SAFETY: ends the child without running anything of the parent's.
+        unsafe { libc::_exit(code) };
+    }
+    stop_self()
+}
+
+/// What a stub does for itself, in the process that is to become one:
+/// `PTRACE_TRACEME` (its parent is the restorer) and the trampoline,
+/// mapped at `trampoline` with `syscall; int3` at its start. Only raw
+/// syscalls (safe in the child of a fork). On failure, the code the
+/// stub exits with to say what failed (see [`describe_prepare_error`]).
+pub fn prepare_self(trampoline: u64) -> Result<(), i32> {
+    // SAFETY: raw syscalls on the calling process's own state. The
+    // trampoline is mapped with MAP_FIXED_NOREPLACE at an address the
+    // restorer chose free, and the three code bytes are written inside
+    // that fresh mapping.
     unsafe {
-        libc::setsid();
         if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) != 0 {
-            libc::_exit(120);
+            return Err(120);
         }
         let p = libc::mmap(
             trampoline as *mut libc::c_void,
@@ -241,16 +299,38 @@ fn stub_main(trampoline: u64) -> ! {
         );
         if p == libc::MAP_FAILED {
             // 130 + errno, for the parent's message.
-            libc::_exit(130 + (*libc::__errno_location()).clamp(0, 100));
+            return Err(130 + (*libc::__errno_location()).clamp(0, 100));
         }
         if p as u64 != trampoline {
-            libc::_exit(121);
+            return Err(121);
         }
         let code = trampoline as *mut u8;
         // syscall; int3
         code.write(0x0f);
         code.add(1).write(0x05);
         code.add(2).write(0xcc);
+    }
+    Ok(())
+}
+
+/// What a [`prepare_self`] error code means.
+pub fn describe_prepare_error(code: i32) -> String {
+    match code {
+        120 => "PTRACE_TRACEME failed".into(),
+        121 => "the trampoline was mapped elsewhere".into(),
+        c if c >= 130 => format!(
+            "could not map the trampoline: {}",
+            io::Error::from_raw_os_error(c - 130)
+        ),
+        c => format!("error {c}"),
+    }
+}
+
+/// The stub's last act: it stops (SIGSTOP) for its tracer, which morphs
+/// it from there. Never returns; exits should it be let go unchanged.
+pub fn stop_self() -> ! {
+    // SAFETY: raw syscalls on the calling process itself.
+    unsafe {
         let me = libc::syscall(libc::SYS_getpid);
         libc::syscall(libc::SYS_kill, me, libc::SIGSTOP);
         libc::_exit(122);

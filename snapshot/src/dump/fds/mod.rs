@@ -148,11 +148,14 @@ fn list_fds(pid: i32) -> Result<Vec<i32>, DumpError> {
 
 /// The open files of `pid` and its fd table. Fails, naming the fd, on the
 /// first one snaprun cannot restore. With `tcp_close`, open TCP
-/// connections are recorded as closed instead of refused.
+/// connections are recorded as closed instead of refused. A description
+/// that is fd `f` of process `q` for some `(q, f)` in `inherit` is not
+/// looked at but recorded as `Inherited { fd: f }`.
 pub fn dump_fds(
     pid: i32,
     writer: &mut ImageWriter,
     tcp_close: bool,
+    inherit: &[(i32, i32)],
 ) -> Result<(Vec<OpenFile>, Vec<Fd>), DumpError> {
     let pidfd = PidFd::open(pid)?;
     let mut files: Vec<OpenFile> = Vec::new();
@@ -186,7 +189,14 @@ pub fn dump_fds(
             });
             continue;
         }
-        let kind = dump_file(pid, fd, &info, &pidfd, &files, writer, tcp_close)?;
+        let inherited = inherit
+            .iter()
+            .find(|&&(q, f)| same_file_in(q, f, pid, fd))
+            .map(|&(_, f)| FileKind::Inherited { fd: f });
+        let kind = match inherited {
+            Some(kind) => kind,
+            None => dump_file(pid, fd, &info, &pidfd, &files, writer, tcp_close)?,
+        };
         let id = files.len() as u32;
         files.push(OpenFile {
             id,

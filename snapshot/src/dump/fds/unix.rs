@@ -232,7 +232,9 @@ pub(super) fn dump_unix(
     // socket's.
     let mut file = None;
     if let (Some(UnixName::Path(path)), UnixState::Bound | UnixState::Listening) = (&name, state) {
-        let meta = std::fs::symlink_metadata(path)
+        // In the process's own view of the filesystem (a container's
+        // mount namespace and root).
+        let meta = std::fs::symlink_metadata(format!("/proc/{}/root{path}", ctx.pid))
             .ok()
             .filter(|m| m.file_type().is_socket() && d.bound_to(m.dev(), m.ino()));
         let Some(meta) = meta else {

@@ -12,6 +12,7 @@ use super::RestoreError;
 mod anon;
 mod epoll;
 mod file;
+mod inherited;
 mod inotify;
 mod memfd;
 mod pipe;
@@ -21,6 +22,7 @@ mod unix;
 mod unix_name;
 
 pub use file::ghost_path;
+pub use inherited::{close_all_but, Inherited};
 pub use memfd::{create_memfds, Memfds};
 pub use socket::sockaddr;
 pub use unix_name::unix_sockaddr;
@@ -47,16 +49,6 @@ pub(super) fn fd_err(pid: i32, fd: i32, reason: String) -> RestoreError {
 /// An error whose reason already names the fd.
 pub(super) fn state_err(pid: i32, reason: String) -> RestoreError {
     RestoreError::State { pid, reason }
-}
-
-/// Closes every fd the stub inherited.
-pub fn close_all(remote: &mut dyn Remote) -> Result<(), RestoreError> {
-    remote.syscall(
-        "close_range",
-        libc::SYS_close_range,
-        &[0, u32::MAX as u64, 0],
-    )?;
-    Ok(())
 }
 
 /// Open file descriptions that cross processes of the tree.
@@ -109,7 +101,9 @@ fn pull(remote: &mut dyn Remote, what: &str, inner_pid: i32, fd: u64) -> Result<
 
 /// Places every fd of `p`. `earlier` lists the processes of the tree
 /// restored before it, as (image pid, pid in the target's namespace):
-/// descriptions shared with them are duplicated from them.
+/// descriptions shared with them are duplicated from them. `inherited`
+/// holds what the restorer hands over for inherited descriptions.
+#[allow(clippy::too_many_arguments)]
 pub fn restore_fds(
     remote: &mut dyn Remote,
     scratch: &mut Scratch,
@@ -118,6 +112,7 @@ pub fn restore_fds(
     memfds: &Memfds,
     tree: &mut TreeFiles,
     earlier: &[(i32, i32)],
+    inherited: &Inherited,
 ) -> Result<(), RestoreError> {
     let me = remote.pid();
     let inner_of = |image_pid: i32| -> Result<i32, RestoreError> {
@@ -188,6 +183,7 @@ pub fn restore_fds(
                     }
                 },
             },
+            (FileKind::Inherited { fd }, None) => inherited.dup(remote, *fd)?,
             (FileKind::UnixSocket(s), None) => match tree.parked_unix.remove(&s.inode) {
                 // Made by an earlier process of the tree with its peer.
                 Some((holder, fd)) => pull(
@@ -337,6 +333,7 @@ fn open_file(
         | FileKind::Inotify { .. } => anon::create(remote, scratch, fd, file),
         FileKind::Pipe { .. } => unreachable!("pipes are created by create_pipe"),
         FileKind::UnixSocket(_) => unreachable!("unix sockets are created by UnixSockets"),
+        FileKind::Inherited { .. } => unreachable!("inherited fds are handed over by restore_fds"),
     }
 }
 

@@ -18,6 +18,7 @@ use std::io;
 use std::path::Path;
 
 use crate::image::{FileKind, FileRef, Image, ImageError, ProcessImage, VmaKind};
+use crate::pager::{LazyOptions, PagerClient, PagerError, PagerInfo};
 use crate::sys::remote::{InjectMode, Injector, RemoteError};
 use crate::sys::{ptrace, resume_regs};
 use crate::Timings;
@@ -31,6 +32,8 @@ pub enum RestoreError {
     Image(#[from] ImageError),
     #[error(transparent)]
     Remote(#[from] RemoteError),
+    #[error(transparent)]
+    Pager(#[from] PagerError),
     #[error("{path}: {what} changed since the checkpoint (restoring onto another file would corrupt the process)")]
     FileChanged { path: String, what: String },
     #[error("{path}: needed by the snapshot: {source}")]
@@ -50,6 +53,9 @@ pub struct RestoreOptions {
     /// Where the process's ids come from: the host's PID namespace or a
     /// new one.
     pub pid_ns: PidNsMode,
+    /// Serve private anonymous memory lazily through a pager instead of
+    /// writing it before the resume.
+    pub lazy: Option<LazyOptions>,
 }
 
 /// A restore into a new PID namespace.
@@ -76,7 +82,10 @@ pub struct RestoreReport {
     pub pid_ns: Option<NewPidNs>,
     /// Processes restored (the tree's live ones).
     pub processes: usize,
+    /// Bytes of pages written before the resume.
     pub pages_bytes: u64,
+    /// The pager of a lazy restore.
+    pub pager: Option<PagerInfo>,
     pub timings: Timings,
 }
 
@@ -173,6 +182,15 @@ fn restore_image(
         check_files(p)?;
     }
 
+    // Started first, so that it opens the snapshot while the stub is made.
+    let mut pager = match &opts.lazy {
+        Some(lazy) => {
+            t.phase("pager");
+            Some(PagerClient::spawn(&image, lazy)?)
+        }
+        None => None,
+    };
+
     t.phase("stub");
     let mut occupied: Vec<(u64, u64)> = m
         .processes
@@ -255,11 +273,24 @@ fn restore_image(
     let mut files = fds::TreeFiles::default();
     let mut pages_bytes = 0;
     for i in 0..procs.len() {
-        pages_bytes += morph(&image, &mut procs, i, &mut files, &mut stub, &mut t)?;
+        pages_bytes += morph(
+            &image,
+            &mut procs,
+            i,
+            &mut files,
+            &mut stub,
+            pager.as_mut(),
+            &mut t,
+        )?;
     }
 
+    if let Some(pg) = pager.as_mut() {
+        t.phase("working-set");
+        pg.wait_ready()?;
+    }
     t.phase("resume");
     fds::close_parked(&mut procs, &mut files)?;
+    let pager = pager.map(PagerClient::resuming).transpose()?;
     // Children first, each process's leader last: once the root runs, the
     // tree is out of our hands.
     for p in procs.iter_mut().rev() {
@@ -283,19 +314,22 @@ fn restore_image(
         pid_ns,
         processes: procs.len(),
         pages_bytes,
+        pager,
         timings: t,
     })
 }
 
 /// Turns the stub `procs[i]` into its process, but for the final resume:
 /// address space, memory, mm, fds, attributes, threads, pending signals and
-/// credentials. Returns the bytes of pages written.
+/// credentials. Returns the bytes of pages written (with a pager, it serves
+/// the lazily restored mappings from their registration on).
 fn morph(
     image: &Image,
     procs: &mut [tree::Proc],
     i: usize,
     files: &mut fds::TreeFiles,
     stub: &mut Stub,
+    pager: Option<&mut PagerClient>,
     t: &mut Timings,
 ) -> Result<u64, RestoreError> {
     let (earlier, rest) = procs.split_at_mut(i);
@@ -323,7 +357,13 @@ fn morph(
     memory::map_vmas(inj, scratch, &p.vmas, &memfds, &views)?;
 
     t.phase("memory");
-    let pages_bytes = memory::fill_pages(inj, image, &p.vmas)?;
+    let pages_bytes = match pager {
+        Some(pg) => {
+            pg.attach(inj, i, p)?;
+            memory::fill_pages(inj, image, &crate::pager::eager_vmas(&p.vmas))?
+        }
+        None => memory::fill_pages(inj, image, &p.vmas)?,
+    };
 
     t.phase("mm");
     memory::finish_vmas(inj, &p.vmas)?;

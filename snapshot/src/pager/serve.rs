@@ -296,6 +296,10 @@ impl Main {
 
     fn run(mut self) -> Result<(), PagerError> {
         loop {
+            while self.shared.failing() {
+                // Shared::fail kills, reports and exits the process.
+                std::thread::sleep(Duration::from_millis(100));
+            }
             let ctxs = self.shared.ctx_list();
             let mut fds: Vec<libc::pollfd> = Vec::new();
             let poll = |fd: &OwnedFd| libc::pollfd {
@@ -360,6 +364,9 @@ impl Main {
                     tracing::info!(process = %c.label, "process exited");
                     self.roots_died = true;
                 }
+            }
+            if self.shared.failing() {
+                continue;
             }
             self.serve_faults();
             self.send_ready();
@@ -779,6 +786,9 @@ impl Main {
     }
 
     fn end(&mut self) {
+        while self.shared.failing() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
         {
             let mut w = self.shared.lock_work();
             w.stop = true;

@@ -205,6 +205,12 @@ impl Shared {
         Some(out)
     }
 
+    /// True once [`Shared::fail`] runs: the main loop then stands still
+    /// (ending normally would race the failure's report and exit code).
+    pub fn failing(&self) -> bool {
+        self.failing.load(Ordering::SeqCst)
+    }
+
     /// Ends the pager because a page cannot be delivered: kills every
     /// process it serves (and their descendants) so that none waits for a
     /// page forever or runs on without it, waits for them to die (so no

@@ -6,7 +6,11 @@
  *   B  mremap of [3 MiB, 5 MiB) to another address: the pattern there;
  *   C  munmap of [6 MiB, 7 MiB) and a new anonymous mapping in its place:
  *      zeros;
- *   the rest: the pattern. */
+ *   the rest: the pattern.
+ * And the kernel's own accesses to missing pages (they must fault to the
+ * pager too, not fail): write(2) of 64 KiB of a second region K to a pipe
+ * (the kernel reads it), read(2) of /dev/zero into 64 KiB of K (the kernel
+ * writes it). */
 #define _GNU_SOURCE
 #include <sys/mman.h>
 
@@ -37,9 +41,33 @@ static void expect_pattern(const unsigned char *p, size_t off, size_t len, const
 		CHECK(p[i] == want[off + i], "%s: byte %zu (offset %#zx) differs", what, i, off + i);
 }
 
+/* K: 1 MiB of another pattern; the kernel reads [0, 64 KiB) and writes
+ * zeros over [128 KiB, 192 KiB). */
+static void kernel_accesses(unsigned char *k)
+{
+	static unsigned char got[64 * 1024], want[1 << 20];
+	int p[2], z;
+
+	fill_pattern(want, sizeof(want), 32);
+	CHECK_SYS(pipe(p));
+	CHECK_SYS(fcntl(p[1], F_SETPIPE_SZ, sizeof(got)));
+	CHECK(write(p[1], k, sizeof(got)) == (ssize_t)sizeof(got), "write(pipe, K): %s", strerror(errno));
+	CHECK(read_full(p[0], got, sizeof(got)) == (ssize_t)sizeof(got), "read(pipe): %s", strerror(errno));
+	CHECK(memcmp(got, want, sizeof(got)) == 0, "what the kernel read from K differs");
+	z = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+	CHECK_SYS(z);
+	CHECK(read(z, k + 128 * 1024, 64 * 1024) == 64 * 1024, "read(/dev/zero, K): %s", strerror(errno));
+	close(z);
+	close(p[0]);
+	close(p[1]);
+	expect_zero(k + 128 * 1024, 64 * 1024, "K after read(/dev/zero)");
+	CHECK(memcmp(k, want, 128 * 1024) == 0, "K before the zeros differs");
+	CHECK(memcmp(k + 192 * 1024, want + 192 * 1024, sizeof(want) - 192 * 1024) == 0, "K after the zeros differs");
+}
+
 int main(int argc, char **argv)
 {
-	unsigned char *m, *b, *c, *spot;
+	unsigned char *m, *b, *c, *spot, *k;
 	size_t a_off = MIB + 64 * 1024, a_len = MIB;
 	volatile unsigned char sink = 0;
 	size_t i;
@@ -48,9 +76,14 @@ int main(int argc, char **argv)
 	m = mmap(NULL, SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	CHECK(m != MAP_FAILED, "mmap: %s", strerror(errno));
 	fill_pattern(m, SIZE, 31);
+	k = mmap(NULL, MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(k != MAP_FAILED, "mmap K: %s", strerror(errno));
+	fill_pattern(k, MIB, 32);
 
 	signal_ready();
 	wait_go();
+
+	kernel_accesses(k);
 
 	/* A: read the first half (those pages come in), then drop it all. */
 	for (i = 0; i < a_len / 2; i += 4096)

@@ -109,3 +109,14 @@ pub fn rss(pid: i32) -> u64 {
         .expect("VmRSS")
         * 1024
 }
+
+/// The pager's pid, from what `restore --lazy` printed on stderr.
+pub fn pager_pid_from(out: &std::process::Output) -> u32 {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    stderr
+        .lines()
+        .find_map(|l| l.split("pager pid ").nth(1))
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no pager pid in: {stderr}"))
+}

@@ -2,6 +2,7 @@
 //! command line (docs/oci.md).
 
 mod bench;
+mod bench_cold_start;
 mod inspect;
 mod logging;
 mod oci_cli;

@@ -25,6 +25,9 @@ pub enum BenchCommand {
         #[arg(long, value_name = "DIR")]
         work_dir: Option<PathBuf>,
     },
+    /// Cold start vs eager and lazy restore of the Python inference server,
+    /// and the lazy pager's throughput vs a fresh-memory fill.
+    ColdStart(crate::bench_cold_start::ColdStartArgs),
 }
 
 fn default_file() -> PathBuf {
@@ -71,11 +74,14 @@ fn read_all(store: &Store, refs: &[ChunkRef], expect: &[u8]) -> anyhow::Result<f
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
-    let BenchCommand::Store {
-        file,
-        remote,
-        work_dir,
-    } = cmd;
+    let (file, remote, work_dir) = match cmd {
+        BenchCommand::Store {
+            file,
+            remote,
+            work_dir,
+        } => (file, remote, work_dir),
+        BenchCommand::ColdStart(args) => return crate::bench_cold_start::run(args),
+    };
     let file = file.unwrap_or_else(default_file);
     let data = std::fs::read(&file).with_context(|| {
         format!(

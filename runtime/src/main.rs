@@ -2,6 +2,7 @@
 //! command line (docs/oci.md).
 
 mod bench;
+mod bench_cold_start;
 mod container_cmd;
 mod gpu_cmd;
 mod inspect;
@@ -17,7 +18,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use snaprun_runtime::oci;
 use snaprun_snapshot::image::{Image, ImageOptions, ImageTarget};
-use snaprun_snapshot::{dump, restore};
+use snaprun_snapshot::{dump, pager, restore};
 use snaprun_store::{store_dir, RefName, Store};
 
 #[derive(Parser)]
@@ -72,6 +73,30 @@ struct RestoreSource {
     /// The named snapshot NAME:TAG in the store.
     #[arg(long, value_name = "NAME:TAG")]
     from: Option<RefName>,
+}
+
+/// `restore --lazy` and its knobs (docs/pager.md).
+#[derive(clap::Args)]
+struct LazyArgs {
+    /// Load private anonymous memory lazily: a pager (`snaprun pager`, a
+    /// detached process) serves pages as the process touches them, pushes
+    /// the snapshot's recorded working set before the resume and streams
+    /// the rest after.
+    #[arg(long)]
+    lazy: bool,
+    /// The pager's log (default: ROOT/pager/PID.log, PID the snapshot's).
+    #[arg(long, value_name = "FILE", requires = "lazy")]
+    pager_log: Option<PathBuf>,
+    /// Write the pager's figures (JSON) to this file.
+    #[arg(long, value_name = "FILE", requires = "lazy")]
+    pager_stats: Option<PathBuf>,
+    /// Neither push nor record a working set.
+    #[arg(long, requires = "lazy")]
+    no_working_set: bool,
+    /// How long the working-set recording window stays open after the
+    /// resume, in milliseconds (a SIGUSR1 to the pager closes it earlier).
+    #[arg(long, value_name = "MS", default_value_t = 2000, requires = "lazy")]
+    ws_window: u64,
 }
 
 #[derive(Subcommand)]
@@ -135,6 +160,8 @@ enum Command {
         /// Print the time of each phase to stderr.
         #[arg(long)]
         timings: bool,
+        #[command(flatten)]
+        lazy: LazyArgs,
         /// The bundle of the container to restore into (with ID).
         #[arg(short, long)]
         bundle: Option<PathBuf>,
@@ -146,6 +173,10 @@ enum Command {
         /// A container to restore, created from --bundle.
         id: Option<String>,
     },
+    /// The pager of a lazy restore (started by `restore --lazy`, which
+    /// hands it its control channel as fd 3).
+    #[command(hide = true)]
+    Pager,
     /// Work with snapshots.
     Snapshot {
         #[command(subcommand)]
@@ -307,6 +338,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             new_pidns,
             gpu_map,
             timings,
+            lazy,
             id,
             bundle,
             detach,
@@ -335,18 +367,39 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             {
                 bail!("{flag} applies to a container restore (ID)");
             }
-            let image = match (source.image_path, source.from) {
-                (Some(dir), _) => Image::open(&dir)?,
+            let (image, pager_source) = match (source.image_path, source.from) {
+                (Some(dir), _) => (Image::open(&dir)?, pager::Source::Dir { path: dir }),
                 (None, Some(name)) => {
-                    let mut st = Store::open(&store_dir(store.as_deref()))?;
+                    let dir = store_dir(store.as_deref());
+                    let mut st = Store::open(&dir)?;
                     if let Some(url) = &remote {
                         st.add_remote(snaprun_store::tier::open_remote(url)?);
                     }
-                    Image::open_named(Arc::new(st), &name)?
+                    let image = Image::open_named(Arc::new(st), &name)?;
+                    let source = pager::Source::Store {
+                        dir,
+                        name: name.to_string(),
+                        remote: remote.clone(),
+                    };
+                    (image, source)
                 }
                 (None, None) => {
                     bail!("restore needs --image-path DIR or --from NAME:TAG (or a container ID)")
                 }
+            };
+            let lazy_opts = if lazy.lazy {
+                let log = lazy.pager_log.unwrap_or_else(|| {
+                    let pid = image.manifest.processes[0].pid;
+                    root.join("pager").join(format!("{pid}.log"))
+                });
+                let exe = std::env::current_exe().context("finding the snaprun binary")?;
+                let mut o = pager::LazyOptions::new(pager_source, exe, log);
+                o.stats = lazy.pager_stats;
+                o.working_set = !lazy.no_working_set;
+                o.window = std::time::Duration::from_millis(lazy.ws_window);
+                Some(o)
+            } else {
+                None
             };
             let opts = restore::RestoreOptions {
                 pid_ns: if new_pidns {
@@ -355,6 +408,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     restore::pidns::PidNsMode::Auto
                 },
                 gpu_map,
+                lazy: lazy_opts,
                 ..Default::default()
             };
             let report = restore::restore_from(image, &opts)?;
@@ -367,7 +421,20 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     "restore of pid {}: {} processes, {} bytes of pages",
                     report.pid, report.processes, report.pages_bytes
                 );
+                if let Some(pg) = &report.pager {
+                    eprintln!(
+                        "lazy: {} bytes served by the pager, {} bytes ({} chunks) of working set pushed before the resume",
+                        pg.lazy_bytes, pg.pushed_bytes, pg.pushed_chunks
+                    );
+                }
                 eprintln!("{}", report.timings);
+            }
+            if let Some(pg) = &report.pager {
+                eprintln!(
+                    "snaprun: lazy restore: pager pid {}, log {}",
+                    pg.pid,
+                    pg.log.display()
+                );
             }
             if let Some(ns) = &report.pid_ns {
                 let why = if ns.taken.is_empty() {
@@ -388,6 +455,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             println!("{}", report.pid);
         }
+        Command::Pager => pager::serve::run(pager::client::CONTROL_FD)?,
         Command::Snapshot { command } => snapshot_cmd::run(command)?,
         Command::Gpu { command } => gpu_cmd::run(command)?,
         Command::Bench { command } => bench::run(command)?,
@@ -461,8 +529,13 @@ fn main() -> ExitCode {
     if cli.systemd_cgroup {
         tracing::debug!("--systemd-cgroup: accepted, cgroupfs is used");
     }
+    // The pager logs what it does (its log is a file of its own).
+    let level = cli.log_level.clone().or_else(|| {
+        matches!(cli.command, Command::Pager)
+            .then(|| std::env::var("SNAPRUN_LOG").unwrap_or_else(|_| "info".into()))
+    });
     let logger = logging::init(
-        cli.log_level.as_deref(),
+        level.as_deref(),
         cli.debug,
         cli.log.as_deref(),
         cli.log_format,

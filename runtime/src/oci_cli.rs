@@ -239,8 +239,8 @@ pub fn create(root: &Path, a: &CreateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Blocks the signals `run`/`exec` forward (after the container's processes
-/// are forked, so they do not inherit the mask).
+/// The signals `run`/`exec` forward (the container's processes reset their
+/// mask before their program starts, so blocking them early is harmless).
 fn forwarded_signals() -> SigSet {
     let mut set = SigSet::empty();
     for s in [
@@ -455,6 +455,14 @@ pub fn exec(root: &Path, a: &ExecArgs) -> anyhow::Result<i32> {
     } else {
         None
     };
+    // Blocked before the process exists, so that a signal sent as soon as
+    // it runs is forwarded, not taken by us (the process resets its mask
+    // before its program starts).
+    if !a.detach && listener.is_none() {
+        forwarded_signals()
+            .thread_block()
+            .context("block signals")?;
+    }
     let pid = oci::exec::exec(root, &a.id, &p, &opts);
     if let Some(path) = opts.console_socket.as_ref().filter(|_| own_tty) {
         let _ = std::fs::remove_file(path);

@@ -6,6 +6,8 @@
 //!   can read) and writes an [`image`].
 //! - [`restore`] creates a stopped stub process and morphs it, through
 //!   injected syscalls, into the checkpointed one.
+//! - [`pager`] serves a lazily restored process's memory through
+//!   userfaultfd (`snaprun restore --lazy`).
 //! - [`sys`] is the seam around the kernel.
 //!
 //! See docs/snapshot-format.md and docs/engine.md in the repository.
@@ -13,6 +15,7 @@
 pub mod dump;
 mod hex;
 pub mod image;
+pub mod pager;
 pub mod restore;
 pub mod sys;
 pub mod timings;

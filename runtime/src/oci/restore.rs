@@ -44,7 +44,10 @@ pub enum ContainerRestoreError {
         source: Box<ImageError>,
     },
     #[error("restore of container {id}: {source}")]
-    Engine { id: String, source: EngineError },
+    Engine {
+        id: String,
+        source: Box<EngineError>,
+    },
 }
 
 #[derive(Clone, Debug, Default)]
@@ -121,7 +124,7 @@ pub fn restore(
     let tmpfs = read_tmpfs(&image, &container)?;
     let engine_err = |source| ContainerRestoreError::Engine {
         id: id.to_string(),
-        source,
+        source: Box::new(source),
     };
     let trampoline = engine::trampoline_for(&image.manifest).map_err(engine_err)?;
     let created = create::create(

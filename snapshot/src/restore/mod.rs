@@ -19,6 +19,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::image::{FileKind, FileRef, Image, ImageError, Manifest, ProcessImage, VmaKind};
+use crate::pager::{LazyOptions, PagerClient, PagerError, PagerInfo};
 use crate::sys::remote::{InjectMode, Injector, RemoteError};
 use crate::sys::{ptrace, resume_regs};
 use crate::Timings;
@@ -32,6 +33,8 @@ pub enum RestoreError {
     Image(#[from] ImageError),
     #[error(transparent)]
     Remote(#[from] RemoteError),
+    #[error(transparent)]
+    Pager(#[from] PagerError),
     #[error("{path}: {what} changed since the checkpoint (restoring onto another file would corrupt the process)")]
     FileChanged { path: String, what: String },
     #[error("{path}: needed by the snapshot: {source}")]
@@ -62,6 +65,9 @@ pub struct RestoreOptions {
     /// (the snapshot's fd, the restorer's fd that stands for it), e.g.
     /// `(1, 1)` to give the restorer's stdout (`fds/inherited.rs`).
     pub inherit_fds: Vec<(i32, i32)>,
+    /// Serve private anonymous memory lazily through a pager instead of
+    /// writing it before the resume.
+    pub lazy: Option<LazyOptions>,
 }
 
 /// A stub made by the caller, already in the namespaces the snapshot is
@@ -101,7 +107,10 @@ pub struct RestoreReport {
     pub pid_ns: Option<NewPidNs>,
     /// Processes restored (the tree's live ones).
     pub processes: usize,
+    /// Bytes of pages written before the resume.
     pub pages_bytes: u64,
+    /// The pager of a lazy restore.
+    pub pager: Option<PagerInfo>,
     pub timings: Timings,
 }
 
@@ -232,6 +241,15 @@ fn restore_image(
     }
     let gpu = cuda::prepare(m, &opts.gpu_map)?;
 
+    // Started first, so that it opens the snapshot while the stub is made.
+    let mut pager = match &opts.lazy {
+        Some(lazy) => {
+            t.phase("pager");
+            Some(PagerClient::spawn(&image, lazy)?)
+        }
+        None => None,
+    };
+
     t.phase("stub");
     let tramp = match adopted {
         Some(a) => a.trampoline,
@@ -307,11 +325,25 @@ fn restore_image(
     let mut files = fds::TreeFiles::default();
     let mut pages_bytes = 0;
     for i in 0..procs.len() {
-        pages_bytes += morph(&image, &mut procs, i, &mut files, &mut stub, opts, &mut t)?;
+        pages_bytes += morph(
+            &image,
+            &mut procs,
+            i,
+            &mut files,
+            &mut stub,
+            opts,
+            pager.as_mut(),
+            &mut t,
+        )?;
     }
 
+    if let Some(pg) = pager.as_mut() {
+        t.phase("working-set");
+        pg.wait_ready()?;
+    }
     t.phase("resume");
     fds::close_parked(&mut procs, &mut files)?;
+    let pager = pager.map(PagerClient::resuming).transpose()?;
     // Children first, each process's leader last: once the root runs, the
     // tree is out of our hands.
     for p in procs.iter_mut().rev() {
@@ -341,13 +373,16 @@ fn restore_image(
         pid_ns,
         processes: procs.len(),
         pages_bytes,
+        pager,
         timings: t,
     })
 }
 
 /// Turns the stub `procs[i]` into its process, but for the final resume:
 /// address space, memory, mm, fds, attributes, threads, pending signals and
-/// credentials. Returns the bytes of pages written.
+/// credentials. Returns the bytes of pages written (with a pager, it serves
+/// the lazily restored mappings from their registration on).
+#[allow(clippy::too_many_arguments)]
 fn morph(
     image: &Image,
     procs: &mut [tree::Proc],
@@ -355,6 +390,7 @@ fn morph(
     files: &mut fds::TreeFiles,
     stub: &mut Stub,
     opts: &RestoreOptions,
+    pager: Option<&mut PagerClient>,
     t: &mut Timings,
 ) -> Result<u64, RestoreError> {
     let (earlier, rest) = procs.split_at_mut(i);
@@ -392,7 +428,13 @@ fn morph(
     memory::map_vmas(inj, scratch, &p.vmas, &memfds, &views)?;
 
     t.phase("memory");
-    let pages_bytes = memory::fill_pages(inj, image, &p.vmas)?;
+    let pages_bytes = match pager {
+        Some(pg) => {
+            pg.attach(inj, i, p)?;
+            memory::fill_pages(inj, image, &crate::pager::eager_vmas(&p.vmas))?
+        }
+        None => memory::fill_pages(inj, image, &p.vmas)?,
+    };
 
     t.phase("mm");
     memory::finish_vmas(inj, &p.vmas)?;

@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 /// A bundle running `sh -c SCRIPT` with a tmpfs at /run.
 fn bundle(name: &str, script: &str) -> Bundle {
     let mut b = Bundle::new(name, &["sh", "-c", script]);
+    fs::create_dir_all(b.rootfs().join("run")).unwrap();
     b.config["mounts"].as_array_mut().unwrap().push(json!({
         "destination": "/run",
         "type": "tmpfs",
@@ -104,6 +105,10 @@ fn check_restored(b: &Bundle, before: u64) -> i32 {
     assert!(later > after);
     let ps: Vec<i32> = serde_json::from_str(&b.ok_args(&["ps", "--format", "json"])).unwrap();
     assert!(ps.contains(&pid), "ps {ps:?} lacks the init {pid}");
+    // exec joins the restored container's namespaces.
+    let out = b.cmd(&["exec", &b.id, "cat", "/run/once"]);
+    ok(&out, "exec");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
     pid
 }
 
@@ -145,7 +150,15 @@ fn a_counting_container_goes_on_after_restore_from_an_image_dir() {
         ],
     );
     ok(&out, "restore");
-    check_restored(&b, before);
+    let pid = check_restored(&b, before);
+    // pause and resume: the freezer holds the restored processes.
+    b.ok("pause");
+    assert_eq!(b.status(), "paused");
+    let held = counter(pid).unwrap();
+    sleep(Duration::from_millis(400));
+    assert!(counter(pid).unwrap() <= held + 1, "counting while paused");
+    b.ok("resume");
+    counter_at_least(pid, held + 3);
     kill_and_delete(&b);
 }
 
@@ -373,6 +386,29 @@ fn the_snapshot_holds_the_containers_own_ids() {
         .collect();
     assert!(mounts.contains(&"/run"), "{mounts:?}");
     assert_eq!(att["meta"]["rootfs_writable"], true);
+}
+
+/// A container with a user namespace is refused before anything is frozen.
+#[test]
+fn a_container_with_a_user_namespace_is_refused() {
+    let mut b = bundle("ckpt-userns", COUNTER);
+    // The mapped root must reach the rootfs.
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(b.tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let c = &mut b.config;
+    c["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    b.write_config();
+    let pid = start(&b);
+    counter_at_least(pid, 2);
+    let img = image_dir(&b);
+    let out = b.cmd(&["checkpoint", "--image-path", img.to_str().unwrap(), &b.id]);
+    assert_fails(&out, &[&b.id, "user namespace"]);
+    assert_eq!(b.status(), "running");
 }
 
 /// A process under a seccomp filter is refused (the engine cannot restore

@@ -104,6 +104,8 @@ pub enum CheckpointError {
     NotRunning { id: String, status: Status },
     #[error("checkpoint of container {id}: {source}")]
     Dump { id: String, source: DumpError },
+    #[error("container {id} has a user namespace, which snaprun cannot checkpoint yet (the engine records ids as the host sees them)")]
+    UserNamespace { id: String },
 }
 
 /// Why a container is refused while its processes are frozen.
@@ -187,6 +189,10 @@ fn checkpoint_running(
     let id = c.id();
     let spec = c.spec()?;
     let init = c.saved.pid;
+    let linux = spec.linux.clone().unwrap_or_default();
+    if linux.namespaces.iter().any(|n| n.kind == "user") {
+        return Err(CheckpointError::UserNamespace { id: id.to_string() });
+    }
     let rootfs_writable = !spec.root.as_ref().is_some_and(|r| r.readonly);
     if rootfs_writable {
         tracing::warn!(

@@ -197,13 +197,29 @@ impl FrozenProcess {
                 source: std::io::Error::last_os_error(),
             });
         }
-        // The leader's exit is reported only after every other thread's.
-        for t in self.threads.iter().rev() {
-            loop {
-                match ptrace::wait(t.pid) {
-                    Ok(Stop::Exited(_) | Stop::Killed(_)) | Err(_) => break,
-                    Ok(_) => continue,
+        // Every thread is reaped as it reports, in whatever order: the
+        // leader's exit comes after every other thread's, and when the
+        // process is the init of a PID namespace (a container's), its last
+        // thread to exit waits in the kernel until the others, which we
+        // trace, are reaped.
+        let mut left: Vec<i32> = self.threads.iter().map(|t| t.pid).collect();
+        while !left.is_empty() {
+            let before = left.len();
+            left.retain(|&tid| {
+                let mut status = 0;
+                // SAFETY: waitpid on a task we trace, into a live local.
+                let r = unsafe { libc::waitpid(tid, &mut status, libc::__WALL | libc::WNOHANG) };
+                match r {
+                    0 => true,
+                    r if r > 0 => !matches!(
+                        ptrace::decode_status(status),
+                        Stop::Exited(_) | Stop::Killed(_)
+                    ),
+                    _ => false,
                 }
+            });
+            if left.len() == before {
+                std::thread::sleep(std::time::Duration::from_millis(1));
             }
         }
         Ok(())

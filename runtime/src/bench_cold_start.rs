@@ -72,6 +72,10 @@ struct Report {
     size_mb: u64,
     /// The snapshot's chunks stored raw (`--no-compress`).
     no_compress: bool,
+    /// /proc/loadavg at the start and at the end (other work on the
+    /// machine moves every figure).
+    load_before: String,
+    load_after: String,
     starts: Vec<Start>,
     /// First-touch memcpy into fresh anonymous memory (4 KiB pages, as
     /// the pager makes), one thread and as many as the pager runs: the
@@ -368,6 +372,7 @@ pub fn run(args: ColdStartArgs) -> anyhow::Result<()> {
     let mut report = Report {
         size_mb: args.size_mb,
         no_compress: args.no_compress,
+        load_before: loadavg(),
         ..Default::default()
     };
 
@@ -447,6 +452,7 @@ pub fn run(args: ColdStartArgs) -> anyhow::Result<()> {
         .filter_map(|s| s.stream_gbps)
         .fold(0.0, f64::max);
     report.pager_vs_fill = best / report.fresh_fill_gbps_n;
+    report.load_after = loadavg();
 
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -454,6 +460,12 @@ pub fn run(args: ColdStartArgs) -> anyhow::Result<()> {
         print_table(&report);
     }
     Ok(())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn mb(b: u64) -> String {
@@ -502,5 +514,9 @@ fn print_table(r: &Report) {
         "pager streaming / fresh fill on {} threads: {:.0} %",
         r.fill_threads,
         r.pager_vs_fill * 100.0
+    );
+    println!(
+        "load average: {} at the start, {} at the end",
+        r.load_before, r.load_after
     );
 }

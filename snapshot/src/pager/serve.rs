@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use snaprun_store::lock::StoreLock;
 use snaprun_store::{Digest, RefName, Store, StoreError, StoreOptions};
 
 use super::fill::{zero_range, Fill, Outcome};
@@ -203,6 +204,9 @@ pub fn run(control_fd: i32) -> Result<(), PagerError> {
 }
 
 struct Main {
+    /// Held shared while the pager runs: a GC waits, so no chunk it still
+    /// has to bring in is collected under it.
+    _lock: StoreLock,
     shared: Arc<Shared>,
     chan: Arc<Channel>,
     control_open: bool,
@@ -223,6 +227,7 @@ struct Main {
 impl Main {
     fn new(start: Start, chan: Arc<Channel>, sig: OwnedFd) -> Result<Self, PagerError> {
         let image = open_image(&start.source)?;
+        let lock = StoreLock::acquire(image.store().dir(), false).map_err(StoreError::from)?;
         let root = image_root(&image)?;
         if root.to_string() != start.root {
             return Err(PagerError::Snapshot {
@@ -271,6 +276,7 @@ impl Main {
             "pager started"
         );
         Ok(Self {
+            _lock: lock,
             shared,
             chan,
             control_open: true,

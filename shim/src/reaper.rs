@@ -133,3 +133,25 @@ pub fn run(exits: &Exits, what: &str, cmd: &mut Command) -> Result<Output> {
         stderr: err.join().unwrap_or_default(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unclaimed_exits_wait_for_their_process() {
+        let exits = Exits::default();
+        exits.keep_unclaimed(4242, Exit::now(7));
+        assert!(exits.claim(1).is_none());
+        assert_eq!(exits.claim(4242).map(|e| e.code), Some(7));
+        assert!(exits.claim(4242).is_none(), "an exit is claimed once");
+    }
+
+    #[test]
+    fn a_command_exit_is_the_command_s() {
+        let exits = Exits::default();
+        exits.lock().commands.insert(99);
+        assert!(exits.is_command(99));
+        assert!(!exits.is_command(99), "forgotten once seen");
+    }
+}

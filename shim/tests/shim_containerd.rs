@@ -132,6 +132,22 @@ fn ctr_task_exec_ps_pause_resume_metrics_kill_delete() {
     assert_eq!(out.status.code(), Some(4), "{}\n{}", text(&out), c.log());
     assert!(text(&out).contains("exec in sh -c i=0"), "{}", text(&out));
 
+    // Execs that end at once (often before the shim read their pid).
+    for n in 0..5 {
+        let code = 10 + n;
+        let out = c.ctr(&[
+            "task",
+            "exec",
+            "--exec-id",
+            &format!("quick{n}"),
+            &id,
+            "sh",
+            "-c",
+            &format!("exit {code}"),
+        ]);
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out));
+    }
+
     // A long exec shows in `ctr task ps` with its exec id.
     let mut sleeper = c
         .ctr_cmd(&["task", "exec", "--exec-id", "sleeper", &id, "sleep", "30"])

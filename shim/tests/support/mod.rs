@@ -27,6 +27,8 @@ pub const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-snaprun-v1");
 pub const RUNTIME: &str = "io.containerd.snaprun.v1";
 pub const BUSYBOX: &str = "/bin/busybox";
 pub const TIMEOUT: Duration = Duration::from_secs(20);
+/// The longest one `ctr` command may take.
+pub const CTR_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The `snaprun` the shim runs: the one built beside it.
 pub fn snaprun() -> PathBuf {
@@ -195,8 +197,30 @@ disabled_plugins = [
         c
     }
 
+    /// Runs `ctr ARGS` to its end; panics (after killing it) when it
+    /// takes more than a minute, so that a shim that never answers fails
+    /// the test instead of hanging it.
     pub fn ctr(&self, args: &[&str]) -> Output {
-        self.ctr_cmd(args).output().unwrap()
+        let child = self
+            .ctr_cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(CTR_TIMEOUT) {
+            Ok(out) => out.unwrap(),
+            Err(_) => {
+                // SAFETY: kill(2) of our own child, not yet reaped (its
+                // waiter has not returned).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                panic!("ctr {args:?} did not finish in {CTR_TIMEOUT:?}");
+            }
+        }
     }
 
     /// A busybox rootfs for the test, in this containerd's temp dir.

@@ -294,10 +294,14 @@ impl Main {
         })
     }
 
-    /// Recording a first working set: hold streaming until the window
-    /// closes, so that what the process faults is what it needs.
-    fn recording_first_set(&self) -> bool {
-        self.start.working_set && self.ws_base.is_none()
+    /// With working sets, streaming waits for the recording window to
+    /// close: a first set then holds what the process needed (not what
+    /// streaming happened to bring first), and nothing competes with the
+    /// process for the CPU before its first answer (on 2 cores, streaming
+    /// from the resume made the first answer slower than no working set at
+    /// all; see docs/benchmarks.md).
+    fn streaming_waits_for_window(&self) -> bool {
+        self.start.working_set
     }
 
     fn run(mut self) -> Result<(), PagerError> {
@@ -406,7 +410,7 @@ impl Main {
             Some((ToPager::Attach(a), fds)) => self.attach(a, fds)?,
             Some((ToPager::Resumed, _)) => {
                 self.resumed_at = Some(Instant::now());
-                if !self.recording_first_set() {
+                if !self.streaming_waits_for_window() {
                     self.start_streaming();
                 }
             }

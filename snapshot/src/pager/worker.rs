@@ -342,15 +342,11 @@ fn yield_to_faults(shared: &Shared) {
 /// A worker: pushes working-set chunks first, then (once streaming is on)
 /// copies every pending piece of every memory.
 pub fn worker(shared: Arc<Shared>) {
-    let mut idle = false;
+    // Workers keep the normal priority: one starved while it holds a
+    // memory's gate (SCHED_IDLE on a busy machine) would stall the fault
+    // thread, which takes the gate exclusive to read the uffd.
     while let Some(job) = next_job(&shared) {
         yield_to_faults(&shared);
-        if matches!(job, Job::Stream(..)) && !idle {
-            // Streaming runs after the resume: on idle CPU only, so that it
-            // never slows the process (nor the fault thread) down.
-            idle = true;
-            sched_idle();
-        }
         match job {
             Job::Push(ctx, chunk) => {
                 push_one(&shared, &ctx, chunk);
@@ -376,19 +372,6 @@ pub fn worker(shared: Arc<Shared>) {
                 }
             }
         }
-    }
-}
-
-/// Moves the calling thread to `SCHED_IDLE` (best effort).
-fn sched_idle() {
-    // SAFETY: sched_param is plain data; sched_setscheduler(0, ...) acts
-    // on the calling thread only.
-    let r = unsafe {
-        let p: libc::sched_param = std::mem::zeroed();
-        libc::sched_setscheduler(0, libc::SCHED_IDLE, &p)
-    };
-    if r != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "SCHED_IDLE refused");
     }
 }
 

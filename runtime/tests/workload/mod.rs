@@ -32,6 +32,10 @@ pub fn python() -> PathBuf {
     let venv = std::env::var_os("SNAPRUN_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join(".venv"));
+    // A path without `..` or links above bin/: the container test mounts the
+    // venv at this same path inside a rootfs that has no `runtime/` to climb
+    // out of. bin/python itself stays a link (it makes the venv a venv).
+    let venv = venv.canonicalize().unwrap_or(venv);
     let py = venv.join("bin/python");
     assert!(
         py.exists(),

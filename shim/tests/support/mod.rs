@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod checkpoint;
 pub mod image;
 
 /// The shim under test.

@@ -168,7 +168,8 @@ fn checkpoint_with_exit_stops_the_task_and_restores_from_the_directory() {
 
 /// What is refused, each naming what: an exec's task, options snaprun
 /// cannot honour, another options type, a container with an exec'd
-/// process (containerd resumes it, and it counts on).
+/// process (containerd resumes it, and it counts on); and a create from
+/// a checkpoint image that holds no snapshot.
 #[test]
 fn refusals_name_the_exec_the_option_and_the_process() {
     let c = Containerd::start();
@@ -248,4 +249,22 @@ fn refusals_name_the_exec_the_option_and_the_process() {
     let now = counter(pid).unwrap();
     counter_at_least(pid, now + 3);
     assert!(fs::read_dir(&dir).unwrap().next().is_none());
+
+    // A checkpoint image whose directory holds no snapshot: the create
+    // fails, saying so, and leaves no task.
+    let spec = fs::read(bundle(&c, &id).join("config.json")).unwrap();
+    let empty = c.tmp.path().join("ckpt-empty");
+    fs::create_dir(&empty).unwrap();
+    import_checkpoint(&c, &empty, &spec, "broken:1");
+    let broken = unique_id("ckpt-broken");
+    let out = c.ctr(&["containers", "restore", "--live", &broken, "broken:1"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("snaprun restore of container {broken} failed"))
+            && text(&out).contains("not a snapshot"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(c.task_status(&broken), "");
+    ctr_ok(&c, &["containers", "rm", &broken]);
 }

@@ -18,8 +18,6 @@ pub enum Error {
     FailedPrecondition(String),
     #[error("invalid {what}: {reason}")]
     InvalidArgument { what: String, reason: String },
-    #[error("{0} is not implemented yet in snaprun")]
-    NotImplemented(String),
     /// `snaprun ARGS` failed; `message` is its own error.
     #[error("snaprun {command} of container {id} failed: {message}")]
     Runtime {
@@ -88,7 +86,6 @@ impl Error {
             Error::AlreadyExists(_) => Code::ALREADY_EXISTS,
             Error::FailedPrecondition(_) | Error::Restore { .. } => Code::FAILED_PRECONDITION,
             Error::InvalidArgument { .. } => Code::INVALID_ARGUMENT,
-            Error::NotImplemented(_) => Code::UNIMPLEMENTED,
             Error::Runtime { .. } | Error::Io { .. } | Error::Sys { .. } | Error::Shim { .. } => {
                 Code::UNKNOWN
             }
@@ -116,9 +113,9 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let e: ttrpc::Error = Error::NotImplemented("container checkpoint".into()).into();
+        let e: ttrpc::Error = Error::invalid("checkpoint option cgroups_mode", "full").into();
         match e {
-            ttrpc::Error::RpcStatus(s) => assert_eq!(s.code(), Code::UNIMPLEMENTED),
+            ttrpc::Error::RpcStatus(s) => assert_eq!(s.code(), Code::INVALID_ARGUMENT),
             other => panic!("{other:?}"),
         }
     }

@@ -7,6 +7,7 @@
 //! containerd's runc shim drives runc, so that the shim and the runtime
 //! crates stay independent.
 
+pub mod checkpoint;
 pub mod console;
 pub mod error;
 pub mod events;

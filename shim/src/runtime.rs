@@ -164,6 +164,46 @@ impl Snaprun {
             .map(drop)
     }
 
+    /// `snaprun restore --detach --bundle B --image-path DIR ID`: a
+    /// checkpoint containerd unpacked into DIR.
+    pub fn restore_image(
+        &self,
+        exits: &Exits,
+        id: &str,
+        bundle: &Path,
+        image: &Path,
+        launch: &Launch,
+        stdio: ProcessStdio,
+    ) -> Result<()> {
+        let text = |p: &Path| -> Result<String> {
+            p.to_str()
+                .map(str::to_string)
+                .ok_or_else(|| Error::invalid("path", format!("{} is not UTF-8", p.display())))
+        };
+        let (bundle, image) = (text(bundle)?, text(image)?);
+        let mut args = vec![
+            "restore",
+            "--detach",
+            "--bundle",
+            &bundle,
+            "--image-path",
+            &image,
+        ];
+        Self::launch_args(&mut args, launch)?;
+        args.push(id);
+        self.run(exits, "restore", id, self.command(&args), Some(stdio))
+            .map(drop)
+    }
+
+    /// `snaprun ARGS ID`, where ARGS are a checkpoint's
+    /// (`checkpoint --image-path DIR [--leave-running] [runc flags]`).
+    pub fn checkpoint(&self, exits: &Exits, id: &str, args: &[String]) -> Result<()> {
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+        args.push(id);
+        self.run(exits, "checkpoint", id, self.command(&args), None)
+            .map(drop)
+    }
+
     pub fn start(&self, exits: &Exits, id: &str) -> Result<()> {
         self.run(exits, "start", id, self.command(&["start", id]), None)
             .map(drop)

@@ -23,6 +23,9 @@ pub struct Proc {
     pub spec: Vec<u8>,
     /// Whether start ran (and its event went out).
     pub started: bool,
+    /// The reaper saw the process end (its exit is set once its output
+    /// drained): nothing may be signalled any more.
+    pub reaped: bool,
     /// Set once the process is gone and its output drained.
     pub exit: Option<Exit>,
     /// The exit came while start was still running: its event waits for
@@ -39,6 +42,7 @@ impl Proc {
             io: None,
             spec: Vec::new(),
             started: false,
+            reaped: false,
             exit: None,
             exit_event_pending: false,
         }
@@ -54,6 +58,11 @@ impl Proc {
         } else {
             Status::RUNNING
         }
+    }
+
+    /// Whether the process ended (even if its exit is not recorded yet).
+    pub fn finished(&self) -> bool {
+        self.reaped || self.exit.is_some()
     }
 
     /// The exit code containerd sees (0 while running).
@@ -111,12 +120,12 @@ impl Container {
 
     /// The live process with PID (init first).
     pub fn find_pid(&mut self, pid: i32) -> Option<&mut Proc> {
-        if self.init.pid == pid && self.init.exit.is_none() {
+        if self.init.pid == pid && !self.init.finished() {
             return Some(&mut self.init);
         }
         self.execs
             .values_mut()
-            .find(|p| p.pid == pid && p.exit.is_none())
+            .find(|p| p.pid == pid && !p.finished())
     }
 
     pub fn state(&self, p: &Proc) -> StateResponse {

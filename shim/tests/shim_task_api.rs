@@ -1,8 +1,8 @@
 //! The task requests `ctr` 1.6 has no command for, sent straight to the
 //! shim's ttrpc socket (as containerd sends them): Update writes the
 //! container's cgroup limits, Connect names the shim and the task, requests
-//! for an unknown exec answer NotFound; and `ctr task checkpoint` is
-//! answered "not implemented".
+//! for an unknown exec answer NotFound; and `ctr task checkpoint` (no
+//! options) checkpoints the task into an image, leaving it running.
 
 mod support;
 
@@ -149,9 +149,28 @@ fn update_connect_notfound_and_checkpoint() {
         .unwrap_err();
     assert_eq!(code_of(e), Code::NOT_FOUND);
 
+    // `ctr task checkpoint` sends no options to a runtime other than
+    // runc's: the task is checkpointed left running, into an image.
     let out = c.ctr(&["task", "checkpoint", &id]);
-    assert!(!out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("not implemented"), "{}", text(&out));
-    // The task is left running.
+    assert!(out.status.success(), "{}\n{}", text(&out), c.log());
+    let name = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(name.contains(&id), "{}", text(&out));
+    let images = c.ctr(&["images", "ls", "-q"]);
+    assert!(
+        String::from_utf8_lossy(&images.stdout).contains(&name),
+        "{}",
+        text(&images)
+    );
+    // The task is left running, the same process.
     assert_eq!(c.task_status(&id), "RUNNING");
+    let conn = task
+        .connect(
+            ctx(),
+            &ConnectRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(conn.task_pid, init);
 }

@@ -1,11 +1,11 @@
 //! The requests on a running task: state, wait, kill, pids, pause/resume,
-//! stdio (close, resize), cgroup limits and statistics, checkpoint, and the
-//! shim's own connect/shutdown.
+//! stdio (close, resize), cgroup limits and statistics, and the shim's own
+//! connect/shutdown (checkpoint: `checkpoint.rs`).
 
 use containerd_shim::api::{
-    CheckpointTaskRequest, CloseIORequest, ConnectRequest, ConnectResponse, KillRequest,
-    PidsRequest, PidsResponse, ResizePtyRequest, ShutdownRequest, StateRequest, StateResponse,
-    StatsRequest, StatsResponse, UpdateTaskRequest, WaitRequest, WaitResponse,
+    CloseIORequest, ConnectRequest, ConnectResponse, KillRequest, PidsRequest, PidsResponse,
+    ResizePtyRequest, ShutdownRequest, StateRequest, StateResponse, StatsRequest, StatsResponse,
+    UpdateTaskRequest, WaitRequest, WaitResponse,
 };
 use containerd_shim::cgroup::{collect_metrics, get_cgroup, update_resources};
 use containerd_shim::util::convert_to_any;
@@ -78,9 +78,24 @@ impl TaskService {
         }
     }
 
+    /// A signal to the init (`snaprun kill`) or an exec (kill(2)). A
+    /// process that ended answers NotFound, as containerd expects (its
+    /// forced delete and CRI's stop tolerate that, not another error); so
+    /// does `--all` once the init ended and snaprun finds nothing to
+    /// signal.
     pub(super) fn do_kill(&self, r: &KillRequest) -> Result<()> {
         let rt = self.runtime()?;
-        let (id, pid) = {
+        let finished = |c: &Container| {
+            Error::NotFound(format!(
+                "process {} (already finished)",
+                if r.exec_id.is_empty() {
+                    &c.id
+                } else {
+                    &r.exec_id
+                }
+            ))
+        };
+        let id = {
             let g = self.lock();
             let c = g
                 .as_ref()
@@ -88,36 +103,46 @@ impl TaskService {
             let p = c
                 .process(&r.exec_id)
                 .ok_or_else(|| not_found(c, &r.exec_id))?;
-            if p.exit.is_some() && !r.all {
-                return Err(Error::NotFound(format!(
-                    "process {} (already finished)",
-                    if r.exec_id.is_empty() {
-                        &c.id
-                    } else {
-                        &r.exec_id
-                    }
-                )));
+            if !r.exec_id.is_empty() {
+                if p.pid <= 0 {
+                    return Err(Error::FailedPrecondition(format!(
+                        "exec {} was not started",
+                        r.exec_id
+                    )));
+                }
+                if p.finished() {
+                    return Err(finished(c));
+                }
+                // SAFETY: kill(2) with the pid of this shim's child, under
+                // the container's lock, which the exit handler takes to set
+                // `reaped` as soon as the reaper reports the pid: it was
+                // not reported reaped, so the pid is not free for reuse
+                // (but for the instant between the reap and its report).
+                if unsafe { libc::kill(p.pid, r.signal as i32) } != 0 {
+                    return Err(Error::last_os(format!(
+                        "send signal {} to exec {} (pid {})",
+                        r.signal, r.exec_id, p.pid
+                    )));
+                }
+                return Ok(());
             }
-            (c.id.clone(), p.pid)
+            if p.finished() && !r.all {
+                return Err(finished(c));
+            }
+            c.id.clone()
         };
-        if !r.exec_id.is_empty() {
-            if pid <= 0 {
-                return Err(Error::FailedPrecondition(format!(
-                    "exec {} was not started",
-                    r.exec_id
-                )));
-            }
-            // SAFETY: kill(2) with a pid this shim reaps (it has not been
-            // reaped yet: its exit is not recorded), so it is not reused.
-            if unsafe { libc::kill(pid, r.signal as i32) } != 0 {
-                return Err(Error::last_os(format!(
-                    "send signal {} to exec {} (pid {pid})",
-                    r.signal, r.exec_id
-                )));
-            }
-            return Ok(());
+        match rt.kill(&self.shared.exits, &id, r.signal, r.all) {
+            // The init ended meanwhile (or had, with --all): snaprun says
+            // the container is not running.
+            Err(e) => match self.lock().as_ref() {
+                Some(c) if c.init.finished() => {
+                    tracing::debug!(id, error = %e, "kill of a finished init");
+                    Err(finished(c))
+                }
+                _ => Err(e),
+            },
+            ok => ok,
         }
-        rt.kill(&self.shared.exits, &id, r.signal, r.all)
     }
 
     pub(super) fn do_pids(&self, r: &PidsRequest) -> Result<PidsResponse> {
@@ -174,13 +199,6 @@ impl TaskService {
             });
         }
         Ok(())
-    }
-
-    pub(super) fn do_checkpoint(&self, r: &CheckpointTaskRequest) -> Result<()> {
-        Err(Error::NotImplemented(format!(
-            "checkpoint of container {} through containerd (snaprun has no container checkpoint yet)",
-            r.id
-        )))
     }
 
     pub(super) fn do_close_io(&self, r: &CloseIORequest) -> Result<()> {

@@ -107,9 +107,13 @@ impl TaskService {
                 c.id
             )));
         }
-        if !r.checkpoint.is_empty() {
-            return Err(Error::NotImplemented(
-                "creating a task from a containerd checkpoint".into(),
+        if !r.parent_checkpoint.is_empty() {
+            return Err(Error::invalid(
+                format!(
+                    "parent checkpoint {} of container {}",
+                    r.parent_checkpoint, r.id
+                ),
+                "snaprun restores whole checkpoints only (no pre-dump chains)",
             ));
         }
         let bundle = PathBuf::from(&r.bundle);
@@ -127,8 +131,19 @@ impl TaskService {
             .linux
             .as_ref()
             .is_some_and(|l| l.namespaces.iter().any(|n| n.kind == "pid"));
+        // A containerd checkpoint is what the task is made from: the
+        // snapshot annotations (still in the checkpointed spec) do not apply.
+        let from_checkpoint = !r.checkpoint.is_empty();
+        if from_checkpoint && spec.annotations.contains_key(restore::SNAPSHOT) {
+            tracing::info!(
+                id = r.id,
+                "created from a containerd checkpoint: {} ignored",
+                restore::SNAPSHOT
+            );
+        }
         let request = match restore::request(&spec.annotations, &resolved.config) {
-            Ok(req) => req,
+            _ if from_checkpoint => None,
+            Ok(request) => request,
             Err(e) => {
                 let name = spec.annotations.get(restore::SNAPSHOT);
                 self.shared.events.restore_outcome(
@@ -148,7 +163,12 @@ impl TaskService {
             stderr: r.stderr.clone(),
             terminal: r.terminal,
         };
-        let launched = self.launch_init(&rt, &r.id, &bundle, &paths, request.as_ref());
+        let launched = if from_checkpoint {
+            self.launch_from_checkpoint(&rt, &r.id, &bundle, &paths, Path::new(&r.checkpoint))
+                .map(|(pid, io)| (pid, io, Launched::Restored))
+        } else {
+            self.launch_init(&rt, &r.id, &bundle, &paths, request.as_ref())
+        };
         let (pid, io, how) = match launched {
             Ok(v) => v,
             Err(e) => {
@@ -188,8 +208,8 @@ impl TaskService {
             pid: pid as u32,
             ..Default::default()
         });
-        // An init restored from a snapshot already runs: if it ended
-        // already, its exit waits in the unclaimed ones.
+        // An init restored (from a snapshot or a checkpoint) already runs:
+        // if it ended already, its exit waits in the unclaimed ones.
         if let Some(exit) = self.shared.exits.claim(pid) {
             self.exited(&mut g, "", exit);
         }

@@ -1,9 +1,11 @@
 //! The task service containerd calls (task API v2). One shim serves one
 //! container: its init and its exec'd processes. Each request is handled in
 //! the file of its concern (`create.rs`: create/start/delete of the init;
-//! `exec.rs`; `control.rs`: the rest); this file holds the shared state, the
+//! `exec.rs`; `checkpoint.rs`: checkpoint, and create from a checkpoint;
+//! `control.rs`: the rest); this file holds the shared state, the
 //! exit handling, and the trait impl that dispatches to them.
 
+mod checkpoint;
 mod control;
 pub(crate) mod create;
 mod exec;
@@ -124,6 +126,7 @@ impl TaskService {
         let Some(p) = c.process_mut(exec_id) else {
             return;
         };
+        p.reaped = true;
         let drain = p.io.as_mut().and_then(|io| io.take_drain());
         let me = self.clone();
         let exec_id = exec_id.to_string();

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod checkpoint;
 pub mod image;
 
 /// The shim under test.
@@ -159,6 +160,9 @@ disabled_plugins = [
         cmd.arg("--config")
             .arg(tmp.path().join("config.toml"))
             .env("PATH", path)
+            // Where containerd 1.6 unpacks a checkpoint for a restore (and
+            // leaves it): in the test's temp dir, not /tmp.
+            .env("XDG_RUNTIME_DIR", tmp.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);

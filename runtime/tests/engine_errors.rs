@@ -222,6 +222,33 @@ fn checkpoint_of_userfaultfd_fails_and_source_runs_on() {
     case.expect_pass(case.pid);
 }
 
+/// File locks cannot be restored yet: checkpoint refuses the first one,
+/// naming the pid, the fd and the lock, and the process runs on holding
+/// both of its locks.
+#[test]
+fn checkpoint_of_a_process_holding_file_locks_fails_and_source_runs_on() {
+    let mut case = Case::start("fd_flock");
+    let out = case.checkpoint(&[]);
+    let stderr = assert_error(&case, "checkpoint of a process holding file locks", &out);
+    assert!(
+        stderr.contains(&format!("pid {} fd 42: a file lock (1: FLOCK", case.pid)),
+        "the message does not name pid {}, fd 42 and its flock\n{}",
+        case.pid,
+        show_output("checkpoint", &out)
+    );
+    assert!(
+        case.source_running(),
+        "the source died after a failed checkpoint"
+    );
+    assert_eq!(tracer_pid(case.pid), Some(0), "the source is still traced");
+    assert!(
+        !case.image().join("manifest.json").exists(),
+        "a failed checkpoint left a manifest"
+    );
+    case.go();
+    case.expect_pass(case.pid);
+}
+
 /// A seccomp filter cannot be restored yet: checkpoint says so, naming the
 /// pid, and the process runs on with its filter.
 #[test]

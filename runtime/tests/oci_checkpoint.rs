@@ -79,9 +79,41 @@ fn init_pid(b: &Bundle) -> i32 {
 /// its tmpfs holds what it held, and its counter goes on from where it
 /// was (at least `before`) rather than from 0.
 fn check_restored(b: &Bundle, before: u64) -> i32 {
+    check_restored_creds(b, before, None)
+}
+
+/// The credentials lines of /proc/PID/status that the container's config
+/// decides (ids, groups, capability sets, no_new_privs, seccomp).
+fn creds(pid: i32) -> Vec<String> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let keys = [
+        "Uid:",
+        "Gid:",
+        "Groups:",
+        "CapInh:",
+        "CapPrm:",
+        "CapEff:",
+        "CapBnd:",
+        "CapAmb:",
+        "NoNewPrivs:",
+        "Seccomp:",
+    ];
+    status
+        .lines()
+        .filter(|l| keys.iter().any(|k| l.starts_with(k)))
+        .map(str::to_string)
+        .collect()
+}
+
+/// As `check_restored`, and the restored init has the credentials the
+/// source had (`want`), not the runtime's.
+fn check_restored_creds(b: &Bundle, before: u64, want: Option<&[String]>) -> i32 {
     let st = b.state();
     assert_eq!(st["status"], "running", "{st}");
     let pid = init_pid(b);
+    if let Some(want) = want {
+        assert_eq!(creds(pid), want, "the restored init's credentials");
+    }
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
     assert!(
@@ -128,6 +160,15 @@ fn a_counting_container_goes_on_after_restore_from_an_image_dir() {
     let b = bundle("ckpt-dir", COUNTER);
     let pid = start(&b);
     let before = counter_at_least(pid, 10);
+    let source_creds = creds(pid);
+    // The bundle's default config drops most capabilities: a restore that
+    // left the runtime's (this test's, root's) would show as a difference.
+    let cap_eff = |c: &[String]| c.iter().find(|l| l.starts_with("CapEff:")).cloned();
+    assert_ne!(
+        cap_eff(&source_creds),
+        cap_eff(&creds(std::process::id() as i32)),
+        "the container runs with the test's own capabilities"
+    );
     let img = image_dir(&b);
     let out = b.cmd(&["checkpoint", "--image-path", img.to_str().unwrap(), &b.id]);
     ok(&out, "checkpoint");
@@ -150,7 +191,7 @@ fn a_counting_container_goes_on_after_restore_from_an_image_dir() {
         ],
     );
     ok(&out, "restore");
-    let pid = check_restored(&b, before);
+    let pid = check_restored_creds(&b, before, Some(&source_creds));
     // pause and resume: the freezer holds the restored processes.
     b.ok("pause");
     assert_eq!(b.status(), "paused");

@@ -100,6 +100,7 @@ fn anon_fd_programs() {
         "fd_memfd",
         "fd_fifo",
         "fd_userfaultfd",
+        "fd_flock",
     ] {
         go(p);
     }

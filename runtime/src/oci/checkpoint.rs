@@ -1,12 +1,12 @@
 //! `checkpoint ID`: the container's init and its descendants go through the
 //! engine (`dump::checkpoint_with`); while they are frozen, snaprun checks
 //! that the container has no other process (an `exec`'d one would be lost),
-//! that none runs under seccomp or holds a file lock, and stores what the
-//! bundle does not hold: the contents of the container's tmpfs mounts, as
-//! an attachment of the snapshot ([`ContainerImage`]). Unless
-//! `--leave-running`, the container is then deleted, as runc does, so it
-//! can be restored under its id. A paused container is thawed for the
-//! checkpoint (and paused again if it is left running).
+//! that none runs under seccomp, and stores what the bundle does not hold:
+//! the contents of the container's tmpfs mounts, as an attachment of the
+//! snapshot ([`ContainerImage`]). Unless `--leave-running`, the container
+//! is then deleted, as runc does, so it can be restored under its id. A
+//! paused container is thawed for the checkpoint (and paused again if it
+//! is left running). (File locks are refused by the engine's fd dump.)
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -115,13 +115,6 @@ pub enum FrozenError {
     OutsideTree { id: String, pids: Vec<i32> },
     #[error("pid {pid} of container {id} runs under a seccomp filter, which snaprun cannot restore yet (the container's linux.seccomp)")]
     Seccomp { id: String, pid: i32 },
-    #[error("pid {pid} fd {fd} of container {id} holds a file lock ({lock}), which snaprun cannot restore yet: release it first")]
-    FileLock {
-        id: String,
-        pid: i32,
-        fd: i32,
-        lock: String,
-    },
     #[error("reading {path}: {source}")]
     Proc {
         path: String,
@@ -234,7 +227,6 @@ fn checkpoint_running(
      -> Result<Vec<Attachment>, DumpError> {
         check_only_tree(c, pids)?;
         check_no_seccomp(id, &pids.live)?;
-        check_no_file_locks(id, &pids.live)?;
         container.tmpfs = save_tmpfs(init, &wanted, writer)?;
         let meta = serde_json::to_value(&container).map_err(|e| DumpError::Caller(Box::new(e)))?;
         Ok(vec![Attachment {
@@ -304,48 +296,6 @@ fn check_no_seccomp(id: &str, pids: &[i32]) -> Result<(), FrozenError> {
     Ok(())
 }
 
-/// Refuses a process holding a file lock (flock, POSIX, OFD, lease): the
-/// engine reopens files at restore without their locks, which would
-/// silently drop them.
-fn check_no_file_locks(id: &str, pids: &[i32]) -> Result<(), FrozenError> {
-    for &pid in pids {
-        if let Some((fd, lock)) = held_file_locks(pid)?.into_iter().next() {
-            return Err(FrozenError::FileLock {
-                id: id.to_string(),
-                pid,
-                fd,
-                lock,
-            });
-        }
-    }
-    Ok(())
-}
-
-/// The locks PID holds through its fds: the `lock:` lines of their
-/// fdinfo, by fd.
-fn held_file_locks(pid: i32) -> Result<Vec<(i32, String)>, FrozenError> {
-    let dir = format!("/proc/{pid}/fdinfo");
-    let entries = std::fs::read_dir(&dir).map_err(|source| FrozenError::Proc {
-        path: dir.clone(),
-        source,
-    })?;
-    let mut locks = Vec::new();
-    for entry in entries.flatten() {
-        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-            continue;
-        };
-        // An fd closed since the listing has nothing to say.
-        let Ok(text) = std::fs::read_to_string(entry.path()) else {
-            continue;
-        };
-        for lock in text.lines().filter_map(|l| l.strip_prefix("lock:")) {
-            locks.push((fd, lock.split_whitespace().collect::<Vec<_>>().join(" ")));
-        }
-    }
-    locks.sort();
-    Ok(locks)
-}
-
 /// Saves each writable tmpfs of the container that its config mounts
 /// (others, made by the container's processes, would not be made again
 /// at restore).
@@ -376,32 +326,4 @@ fn save_tmpfs(
         out.push(tmpfs::save(init, &mount_point, &uid_map, &gid_map, writer)?);
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::os::fd::AsRawFd;
-
-    use super::*;
-
-    #[test]
-    fn a_held_file_lock_is_found_and_refused_naming_pid_and_fd() {
-        let me = std::process::id() as i32;
-        let file = tempfile::tempfile().unwrap();
-        let fd = file.as_raw_fd();
-        let ours = |locks: Vec<(i32, String)>| locks.into_iter().find(|(f, _)| *f == fd);
-        assert!(ours(held_file_locks(me).unwrap()).is_none());
-        // SAFETY: flock on an fd this test owns; no memory is passed.
-        assert_eq!(unsafe { libc::flock(fd, libc::LOCK_EX) }, 0);
-        let (_, lock) = ours(held_file_locks(me).unwrap()).expect("the lock in fdinfo");
-        assert!(lock.contains("FLOCK") && lock.contains("WRITE"), "{lock}");
-        let e = check_no_file_locks("c1", &[me]).unwrap_err().to_string();
-        assert!(
-            e.contains(&format!("pid {me} fd ")) && e.contains("of container c1 holds a file lock"),
-            "{e}"
-        );
-        // SAFETY: as above.
-        assert_eq!(unsafe { libc::flock(fd, libc::LOCK_UN) }, 0);
-        assert!(ours(held_file_locks(me).unwrap()).is_none());
-    }
 }

@@ -177,6 +177,18 @@ pub fn dump_fds(
             }
         };
         let info = parse_fdinfo(&info_text).map_err(|reason| DumpError::Fd { pid, fd, reason })?;
+        // Restore reopens files without their locks: refuse rather than
+        // drop one (flock, POSIX, OFD, lease: fdinfo lists each `lock:`).
+        if let Some((_, lock)) = info.extra.iter().find(|(k, _)| k == "lock") {
+            return Err(DumpError::Unsupported {
+                pid,
+                fd,
+                what: format!(
+                    "a file lock ({})",
+                    lock.split_whitespace().collect::<Vec<_>>().join(" ")
+                ),
+            });
+        }
         let cloexec = info.flags & libc::O_CLOEXEC as u32 != 0;
         if let Some(&(id, _)) = representative
             .iter()

@@ -48,25 +48,56 @@ impl Codec {
 /// Bytes compressed first, to skip chunks that will not shrink.
 const PROBE: usize = 8 << 10;
 
-/// Compresses a chunk with zstd at `level` (0: no compression). Data that
-/// does not shrink is stored raw. A chunk whose first 8 KiB do not shrink
-/// by 1 % is stored raw without compressing the rest: random-looking
-/// memory costs a probe, not a full compression.
+/// A chunk is stored compressed only when that saves at least 1/this of
+/// its bytes (10 %). Reading a zstd chunk back runs at about half the
+/// speed of a raw one (docs/store.md): float weights, which zstd shrinks
+/// by about 8 %, would make every restore and lazy fault pay that for
+/// little space.
+const MIN_SAVING: usize = 10;
+
+/// True when `out` bytes for `len` save at least 1/[`MIN_SAVING`].
+fn pays(out: usize, len: usize) -> bool {
+    out * MIN_SAVING <= len * (MIN_SAVING - 1)
+}
+
+/// Compresses a chunk with zstd at `level` (0: no compression). A chunk
+/// that compression does not shrink by 10 % is stored raw; one whose first
+/// 8 KiB do not shrink by that much is stored raw without compressing the
+/// rest: random-looking memory and weights cost a probe, not a full
+/// compression.
 pub fn encode(data: &[u8], level: i32) -> (Codec, Vec<u8>) {
     if level != 0 && data.len() >= 4 * PROBE {
         let probe = zstd::bulk::compress(&data[..PROBE], level).map_or(PROBE, |p| p.len());
-        if probe * 100 > PROBE * 99 {
+        if !pays(probe, PROBE) {
             return (Codec::Raw, data.to_vec());
         }
     }
     if level != 0 {
         if let Ok(out) = zstd::bulk::compress(data, level) {
-            if out.len() < data.len() {
+            if pays(out.len(), data.len()) {
                 return (Codec::Zstd, out);
             }
         }
     }
     (Codec::Raw, data.to_vec())
+}
+
+thread_local! {
+    /// A decompression context per thread: making one per chunk costs an
+    /// allocation and its set-up on every read.
+    static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn decompress(stored: &[u8], len: usize) -> std::io::Result<Vec<u8>> {
+    DCTX.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let d = match slot.as_mut() {
+            Some(d) => d,
+            None => slot.insert(zstd::bulk::Decompressor::new()?),
+        };
+        d.decompress(stored, len)
+    })
 }
 
 /// Undoes [`encode`]; `len` is the expected uncompressed length.
@@ -83,7 +114,7 @@ pub fn decode(codec: Codec, stored: &[u8], len: usize) -> Result<Vec<u8>, String
             stored.len()
         )),
         Codec::Zstd => {
-            let out = zstd::bulk::decompress(stored, len).map_err(|e| format!("zstd: {e}"))?;
+            let out = decompress(stored, len).map_err(|e| format!("zstd: {e}"))?;
             if out.len() != len {
                 return Err(format!(
                     "decompressed to {} bytes, expected {len}",
@@ -162,6 +193,34 @@ mod tests {
         assert!(decode(Codec::Zstd, &stored[..100], 4096).is_err());
         assert!(decode(Codec::Raw, &stored, 5).is_err());
         assert!(decode(Codec::Zstd, b"garbage", MAX_CHUNK_SIZE + 1).is_err());
+    }
+
+    /// Float32 weights (normal, as a model's) shrink by under 10 % with
+    /// zstd: stored raw, so reading them back costs no decompression.
+    #[test]
+    fn weights_are_stored_raw_and_text_compressed() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut uniform = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ((x >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        let weights: Vec<u8> = (0..DEFAULT_CHUNK_SIZE / 4)
+            .flat_map(|_| {
+                let (u, v) = (uniform(), uniform());
+                let n = (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos();
+                ((n * 0.02) as f32).to_le_bytes()
+            })
+            .collect();
+        let full = zstd::bulk::compress(&weights, DEFAULT_LEVEL).unwrap().len();
+        assert!(full < weights.len(), "zstd does shrink them ({full})");
+        assert!(!pays(full, weights.len()), "but by under 10 % ({full})");
+        assert_eq!(encode(&weights, DEFAULT_LEVEL).0, Codec::Raw);
+        // Just above and below the line.
+        assert!(pays(90, 100) && !pays(91, 100));
+        let text = b"snaprun restores a warmed inference process. ".repeat(6000);
+        assert_eq!(encode(&text, DEFAULT_LEVEL).0, Codec::Zstd);
     }
 
     #[test]

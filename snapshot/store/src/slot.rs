@@ -128,8 +128,15 @@ impl Slot {
             }
             Err(err) => return Err(format!("read error: {err}")),
         };
-        let data = chunk::decode(e.codec, &stored, e.len as usize)
-            .map_err(|r| format!("corrupt in pack {}: {r}", loc.pack.short()))?;
+        // A raw chunk's stored bytes are its data: kept once, not copied.
+        let (data, stored) = match e.codec {
+            Codec::Raw if stored.len() == e.len as usize => (Ok(stored), None),
+            _ => (
+                chunk::decode(e.codec, &stored, e.len as usize),
+                Some(stored),
+            ),
+        };
+        let data = data.map_err(|r| format!("corrupt in pack {}: {r}", loc.pack.short()))?;
         if Digest::of(&data) != *digest {
             return Err(format!(
                 "corrupt in pack {}: content does not match its digest",
@@ -147,5 +154,13 @@ impl Slot {
 pub(crate) struct Fetched {
     pub data: Vec<u8>,
     pub codec: Codec,
-    pub stored: Vec<u8>,
+    /// The bytes as stored, where they differ from `data` (compressed).
+    stored: Option<Vec<u8>>,
+}
+
+impl Fetched {
+    /// The chunk as stored (for a raw chunk, its data).
+    pub fn stored(&self) -> &[u8] {
+        self.stored.as_deref().unwrap_or(&self.data)
+    }
 }

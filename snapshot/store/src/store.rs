@@ -260,7 +260,7 @@ impl Store {
             return Ok(());
         }
         let mut fill = slot.fill.lock().unwrap_or_else(|e| e.into_inner());
-        fill.add(*digest, f.codec, &f.stored, f.data.len());
+        fill.add(*digest, f.codec, f.stored(), f.data.len());
         if fill.is_full() {
             let full = std::mem::take(&mut *fill);
             drop(fill);

@@ -105,9 +105,9 @@ fn copy(
             Ok(None) => fail(from, name, d, "missing".into())?,
             Err(reason) => fail(from, name, d, reason)?,
         };
-        pack.add(*d, fetched.codec, &fetched.stored, fetched.data.len());
+        pack.add(*d, fetched.codec, fetched.stored(), fetched.data.len());
         report.copied_chunks += 1;
-        report.copied_bytes += fetched.stored.len() as u64;
+        report.copied_bytes += fetched.stored().len() as u64;
         progress.set(report.copied_bytes);
         if pack.is_full() {
             to.put_pack(&std::mem::take(&mut pack).finish())?;

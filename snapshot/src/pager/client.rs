@@ -13,6 +13,7 @@ use super::uffd::{Uffd, PAGER_FEATURES};
 use super::{image_root, PagerError};
 use crate::image::{Image, ProcessImage, Vma, VmaKind};
 use crate::sys::remote::Remote;
+use snaprun_store::Digest;
 
 /// The fd the pager finds its control channel at.
 pub const CONTROL_FD: i32 = 3;
@@ -103,12 +104,66 @@ fn control_err(what: &str) -> impl FnOnce(std::io::Error) -> PagerError + '_ {
     }
 }
 
+/// A pager being started on a thread ([`PagerClient::spawn_in_background`]).
+#[derive(Debug)]
+pub struct StartingPager {
+    handle: Option<std::thread::JoinHandle<Result<PagerClient, PagerError>>>,
+    client: Option<PagerClient>,
+    exe: PathBuf,
+}
+
+impl StartingPager {
+    /// The started pager (waiting for the start if it is still under way).
+    pub fn get(&mut self) -> Result<&mut PagerClient, PagerError> {
+        if let Some(handle) = self.handle.take() {
+            let client = handle.join().map_err(|_| PagerError::Spawn {
+                exe: self.exe.clone(),
+                source: std::io::Error::other("the thread starting it panicked"),
+            })??;
+            self.client = Some(client);
+        }
+        Ok(self.client.as_mut().expect("joined above"))
+    }
+
+    pub fn into_client(mut self) -> Result<PagerClient, PagerError> {
+        self.get()?;
+        Ok(self.client.take().expect("joined by get"))
+    }
+}
+
 impl PagerClient {
     /// Starts `snaprun pager` (detached: its own session, its stderr the
     /// log file, the control channel at fd 3 and no other fd) and sends it
     /// what to serve.
     pub fn spawn(image: &Image, opts: &LazyOptions) -> Result<Self, PagerError> {
+        Self::spawn_for(image_root(image)?, opts)
+    }
+
+    /// As [`PagerClient::spawn`], on a thread of its own: the fork and exec
+    /// (about 10 ms) then overlap the restore's first phases, which do not
+    /// need the pager until the memory is registered.
+    pub fn spawn_in_background(
+        image: &Image,
+        opts: &LazyOptions,
+    ) -> Result<StartingPager, PagerError> {
         let root = image_root(image)?;
+        let opts = opts.clone();
+        let exe = opts.exe.clone();
+        let handle = std::thread::Builder::new()
+            .name("pager-spawn".into())
+            .spawn(move || Self::spawn_for(root, &opts))
+            .map_err(|source| PagerError::Spawn {
+                exe: exe.clone(),
+                source,
+            })?;
+        Ok(StartingPager {
+            handle: Some(handle),
+            client: None,
+            exe,
+        })
+    }
+
+    fn spawn_for(root: Digest, opts: &LazyOptions) -> Result<Self, PagerError> {
         if let Some(dir) = opts.log.parent() {
             let _ = std::fs::create_dir_all(dir);
         }

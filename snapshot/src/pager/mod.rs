@@ -29,7 +29,7 @@ pub mod workingset;
 use std::io;
 use std::path::PathBuf;
 
-pub use client::{eager_vmas, is_lazy, LazyOptions, PagerClient, PagerInfo};
+pub use client::{eager_vmas, is_lazy, LazyOptions, PagerClient, PagerInfo, StartingPager};
 pub use protocol::Source;
 use snaprun_store::{Digest, RefName, StoreError};
 pub use stats::Stats;

@@ -19,7 +19,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::image::{FileKind, FileRef, Image, ImageError, Manifest, ProcessImage, VmaKind};
-use crate::pager::{LazyOptions, PagerClient, PagerError, PagerInfo};
+use crate::pager::{LazyOptions, PagerClient, PagerError, PagerInfo, StartingPager};
 use crate::sys::remote::{InjectMode, Injector, RemoteError};
 use crate::sys::{ptrace, resume_regs};
 use crate::Timings;
@@ -241,11 +241,12 @@ fn restore_image(
     }
     let gpu = cuda::prepare(m, &opts.gpu_map)?;
 
-    // Started first, so that it opens the snapshot while the stub is made.
+    // Started first, on a thread, so that it starts and opens the snapshot
+    // while the stub, the tree and the address space are made.
     let mut pager = match &opts.lazy {
         Some(lazy) => {
             t.phase("pager");
-            Some(PagerClient::spawn(&image, lazy)?)
+            Some(PagerClient::spawn_in_background(&image, lazy)?)
         }
         None => None,
     };
@@ -339,11 +340,13 @@ fn restore_image(
 
     if let Some(pg) = pager.as_mut() {
         t.phase("working-set");
-        pg.wait_ready()?;
+        pg.get()?.wait_ready()?;
     }
     t.phase("resume");
     fds::close_parked(&mut procs, &mut files)?;
-    let pager = pager.map(PagerClient::resuming).transpose()?;
+    let pager = pager
+        .map(|p| p.into_client().and_then(PagerClient::resuming))
+        .transpose()?;
     // Children first, each process's leader last: once the root runs, the
     // tree is out of our hands.
     for p in procs.iter_mut().rev() {
@@ -390,7 +393,7 @@ fn morph(
     files: &mut fds::TreeFiles,
     stub: &mut Stub,
     opts: &RestoreOptions,
-    pager: Option<&mut PagerClient>,
+    pager: Option<&mut StartingPager>,
     t: &mut Timings,
 ) -> Result<u64, RestoreError> {
     let (earlier, rest) = procs.split_at_mut(i);
@@ -430,7 +433,7 @@ fn morph(
     t.phase("memory");
     let pages_bytes = match pager {
         Some(pg) => {
-            pg.attach(inj, i, p)?;
+            pg.get()?.attach(inj, i, p)?;
             memory::fill_pages(inj, image, &crate::pager::eager_vmas(&p.vmas))?
         }
         None => memory::fill_pages(inj, image, &p.vmas)?,

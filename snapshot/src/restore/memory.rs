@@ -169,6 +169,27 @@ pub fn map_vmas(
             }
         }
     }
+    // The file the previous VMA mapped, still open in the target: a
+    // library's VMAs come one after another, so its file is opened once
+    // for all of them (one injected open and close, not one per VMA).
+    let mut last: Option<(String, i32, u64)> = None;
+    let mut open_file = |remote: &mut dyn Remote,
+                         scratch: &mut Scratch,
+                         path: &str,
+                         mode: i32|
+     -> Result<u64, RestoreError> {
+        if let Some((p, m, fd)) = &last {
+            if p == path && *m == mode {
+                return Ok(*fd);
+            }
+        }
+        if let Some((_, _, fd)) = last.take() {
+            remote.syscall("close", libc::SYS_close, &[fd])?;
+        }
+        let fd = open_in_target(remote, scratch, path, mode)?;
+        last = Some((path.to_string(), mode, fd));
+        Ok(fd)
+    };
     for v in vmas.iter().filter(|v| !v.kind.is_special()) {
         let mut flags = libc::MAP_FIXED;
         if v.advice.noreserve {
@@ -189,7 +210,7 @@ pub fn map_vmas(
                     flags |= libc::MAP_SHARED;
                     let path = format!("{proc}/map_files/{:x}-{:x}", first.start, first.end);
                     (
-                        Some(open_in_target(remote, scratch, &path, libc::O_RDWR)?),
+                        Some(open_file(remote, scratch, &path, libc::O_RDWR)?),
                         v.offset - first.offset,
                     )
                 }
@@ -218,7 +239,7 @@ pub fn map_vmas(
                     libc::O_RDONLY
                 };
                 (
-                    Some(open_in_target(remote, scratch, &file.path, mode)?),
+                    Some(open_file(remote, scratch, &file.path, mode)?),
                     v.offset,
                 )
             }
@@ -254,17 +275,17 @@ pub fn map_vmas(
                 offset,
             ],
         );
-        // A memfd's fd stays open until every user of it is restored.
-        let memfd = matches!(v.kind, VmaKind::Memfd | VmaKind::MemfdPrivate);
-        if let Some(fd) = fd.filter(|_| !memfd) {
-            remote.syscall("close", libc::SYS_close, &[fd])?;
-        }
         if r? != v.start {
             return Err(RestoreError::State {
                 pid: remote.pid(),
                 reason: format!("{what}: mapped at another address"),
             });
         }
+    }
+    // A memfd's fd stays open until every user of it is restored; the last
+    // file's is closed here.
+    if let Some((_, _, fd)) = last {
+        remote.syscall("close", libc::SYS_close, &[fd])?;
     }
     Ok(())
 }

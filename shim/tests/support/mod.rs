@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub mod image;
+pub mod python;
 
 /// The shim under test.
 pub const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-snaprun-v1");

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Container cold start through containerd, with snaprun's shim beside the
+# Container start through containerd, with snaprun's shim beside the
 # baselines, in one run (rounds interleave the runtimes):
 #   bash scripts/bench-shim.sh [RUNS]      (default 10 rounds)
 # - busybox: `ctr run --rm` of `sh -c 'echo first'`: time from the start of
@@ -8,14 +8,20 @@
 #   from the start of `ctr run -d` to its first correct /embed answer (the
 #   container shares the host's /usr and the repository read-only, and the
 #   host network); the same server started as a plain host process is the
-#   baseline without a container.
+#   baseline without a container;
+# - restore-on-create of that server through this shim: time from the
+#   start of `ctr run -d --annotation io.snaprun.snapshot=bench:warm` to
+#   its first correct /embed answer (the same embedding as the cold
+#   server's, the request counter going on from the snapshot's). The
+#   snapshot is made once before the rounds: the server started cold
+#   through this shim, warmed with one request, `snaprun checkpoint --to`
+#   into a store in the run's temp dir.
 # Runtimes: io.containerd.snaprun.v1 (this shim + snaprun), containerd's
 # runc shim with snaprun as its runc binary, and the runc shim with runc.
 # A private containerd (own socket, root and state in a temp dir) runs them.
-# Prints medians. Restore-on-create cannot be measured until snaprun can
-# restore a container (docs/shim.md).
+# Prints medians, the shim's against runc's, and the shim's cold start
+# against its restore-on-create, as ratios.
 #
-# Environment: SNAPRUN_BENCH_PORT (default 18090), SNAPRUN_VENV.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -127,17 +133,22 @@ runtime_flags() {
 }
 RUNTIMES=(shim runc-shim-snaprun runc-shim-runc)
 
-# wait_answer: polls /embed until an embedding comes (60 s at most)
+# wait_answer: polls /embed until an embedding comes (60 s at most); the
+# answer is left in $WORK/answer.json
 wait_answer() {
     for _ in $(seq 6000); do
         if curl -s --fail --max-time 1 -H 'Content-Type: application/json' \
-            --data '{"texts": ["snaprun"]}' "$URL/embed" 2>/dev/null | grep -q '"embeddings":\[\['; then
+            --data '{"texts": ["snaprun"]}' -o "$WORK/answer.json" "$URL/embed" 2>/dev/null &&
+            grep -q '"embeddings":\[\[' "$WORK/answer.json"; then
             return 0
         fi
         sleep 0.01
     done
     return 1
 }
+# answer_vectors / answer_count: the last answer's embedding and counter
+answer_vectors() { grep -o '"embeddings":\[\[[^]]*\]\]' "$WORK/answer.json"; }
+answer_count() { grep -o '"count":[0-9]*' "$WORK/answer.json" | cut -d: -f2; }
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
 wait_port_free() {
     for _ in $(seq 1000); do
@@ -166,17 +177,18 @@ busybox_once() {
     echo "$(elapsed "$t0" "$t1") $(elapsed "$t0" "$t2")"
 }
 
-# server_once RT ROUND: seconds from `ctr run -d` to the first answer
-server_once() {
-    local id=py-$1-$2 t0 t1 flags
-    read -ra flags <<<"$(runtime_flags "$1")"
-    t0=$(now)
-    ctr_ run -d --net-host "${flags[@]}" --cgroup "snaprun-bench/$id" "${PY_MOUNTS[@]}" \
+# run_server ID FLAGS...: `ctr run -d` of the server in container ID
+run_server() {
+    local id=$1
+    shift
+    ctr_ run -d --net-host "$@" --cgroup "snaprun-bench/$id" "${PY_MOUNTS[@]}" \
         --rootfs "$PY" "$id" "$VENV/bin/python" "$SERVER" --host 127.0.0.1 --port "$PORT" \
-        --log /tmp/server.log </dev/null >/dev/null || die "$1: ctr run -d failed"
-    wait_answer || die "$1: no answer from the server (log: $(tail -n 5 "$PY/tmp/server.log" 2>/dev/null))"
-    t1=$(now)
-    ctr_ task kill -s KILL "$id" >/dev/null
+        --log /tmp/server.log </dev/null >/dev/null
+}
+# stop_server ID: kill, remove, wait for the port
+stop_server() {
+    local id=$1
+    ctr_ task kill -s KILL "$id" >/dev/null || die "$id: ctr task kill failed"
     for _ in $(seq 500); do
         [[ $(ctr_ task ls | awk -v id="$id" '$1 == id { print $3 }') == STOPPED ]] && break
         sleep 0.01
@@ -184,6 +196,37 @@ server_once() {
     ctr_ task rm "$id" >/dev/null 2>&1
     ctr_ containers rm "$id" >/dev/null
     wait_port_free
+}
+server_log() { tail -n 5 "$PY/tmp/server.log" 2>/dev/null; }
+
+# server_once RT ROUND: seconds from `ctr run -d` to the first answer
+server_once() {
+    local id=py-$1-$2 t0 t1 flags
+    read -ra flags <<<"$(runtime_flags "$1")"
+    t0=$(now)
+    run_server "$id" "${flags[@]}" || die "$1: ctr run -d failed"
+    wait_answer || die "$1: no answer from the server (log: $(server_log))"
+    t1=$(now)
+    [[ $(answer_vectors) == "$VECTORS" ]] || die "$1: another embedding than the reference"
+    stop_server "$id"
+    elapsed "$t0" "$t1"
+}
+
+# restore_once ROUND: seconds from `ctr run -d` with the snapshot
+# annotation to the first answer (no fallback: a failed restore fails the
+# run, so every answer timed is the restored server's)
+restore_once() {
+    local id=py-restore-$1 t0 t1
+    t0=$(now)
+    run_server "$id" --runtime io.containerd.snaprun.v1 \
+        --annotation "io.snaprun.snapshot=$SNAPSHOT" --annotation "io.snaprun.store=$STORE" ||
+        die "restore-on-create: ctr run -d failed"
+    wait_answer || die "restore-on-create: no answer from the server (log: $(server_log))"
+    t1=$(now)
+    [[ $(answer_vectors) == "$VECTORS" ]] || die "restore-on-create: another embedding than the cold server's"
+    [[ $(answer_count) == $((SNAPSHOT_COUNT + 1)) ]] ||
+        die "restore-on-create: request count $(answer_count), want $((SNAPSHOT_COUNT + 1)) (not the snapshot's state)"
+    stop_server "$id"
     elapsed "$t0" "$t1"
 }
 
@@ -194,7 +237,11 @@ host_once() {
     setsid "$VENV/bin/python" "$SERVER" --host 127.0.0.1 --port "$PORT" \
         --log "$WORK/host-server.log" </dev/null >/dev/null 2>&1 &
     HOST_PID=$!
-    wait_answer || die "no answer from the host server"
+    # (HOST_PID is this subshell's: the EXIT trap of the script never sees it)
+    wait_answer || {
+        kill -9 "$HOST_PID" 2>/dev/null
+        die "no answer from the host server (log: $(tail -n 5 "$WORK/host-server.log" 2>/dev/null))"
+    }
     t1=$(now)
     kill -9 "$HOST_PID"
     wait "$HOST_PID" 2>/dev/null || true
@@ -202,6 +249,26 @@ host_once() {
     wait_port_free
     elapsed "$t0" "$t1"
 }
+
+# --- the snapshot: the server cold through the shim, warmed, checkpointed ---------
+STORE=$WORK/store
+SNAPSHOT=bench:warm
+say "snapshot $SNAPSHOT: cold start through the shim, one request, checkpoint"
+run_server py-snapshot --runtime io.containerd.snaprun.v1 || die "snapshot source: ctr run -d failed"
+wait_answer || die "snapshot source: no answer (log: $(server_log))"
+# The reference every later answer must match, and the snapshot's counter.
+VECTORS=$(answer_vectors)
+SNAPSHOT_COUNT=$(answer_count)
+"$SNAPRUN" --root "/run/containerd/snaprun/$NS" checkpoint --to "$SNAPSHOT" --store "$STORE" \
+    py-snapshot </dev/null || die "checkpoint of py-snapshot to $SNAPSHOT failed"
+for _ in $(seq 500); do
+    [[ $(ctr_ task ls | awk '$1 == "py-snapshot" { print $3 }') == STOPPED ]] && break
+    sleep 0.01
+done
+ctr_ task rm py-snapshot >/dev/null
+ctr_ containers rm py-snapshot >/dev/null
+wait_port_free
+say "snapshot: $(du -sh "$STORE" | cut -f1) in $STORE"
 
 say "$RUNS rounds"
 # One warm-up round (page cache, first shim start) is left out.
@@ -217,6 +284,8 @@ for round in $(seq 0 "$RUNS"); do
     done
     answer=$(host_once)
     ((round > 0)) && echo "$answer" >>"$WORK/answer-host"
+    answer=$(restore_once "$round")
+    ((round > 0)) && echo "$answer" >>"$WORK/answer-restore"
 done
 
 printf '\n%-34s %14s %10s %18s\n' "median of $RUNS (s)" "first output" "ctr exit" "server answer"
@@ -225,8 +294,11 @@ for rt in "${RUNTIMES[@]}"; do
         "$(median <"$WORK/exit-$rt")" "$(median <"$WORK/answer-$rt")"
 done
 printf '%-34s %14s %10s %18s\n' "host process (no container)" "-" "-" "$(median <"$WORK/answer-host")"
+printf '%-34s %14s %10s %18s\n' "shim, restore-on-create" "-" "-" "$(median <"$WORK/answer-restore")"
 ratio() { awk -v a="$(median <"$1")" -v b="$(median <"$2")" 'BEGIN { printf "%.2fx", (b > 0 ? a / b : 0) }'; }
 printf '%-34s %14s %10s %18s\n' "shim / runc-shim-runc" \
     "$(ratio "$WORK/first-shim" "$WORK/first-runc-shim-runc")" \
     "$(ratio "$WORK/exit-shim" "$WORK/exit-runc-shim-runc")" \
     "$(ratio "$WORK/answer-shim" "$WORK/answer-runc-shim-runc")"
+printf '%-34s %14s %10s %18s\n' "shim cold / restore-on-create" "-" "-" \
+    "$(ratio "$WORK/answer-shim" "$WORK/answer-restore")"

@@ -1,7 +1,8 @@
 //! Restore-on-create through containerd: the `io.snaprun.*` annotations,
 //! the cold fallback, and the event (`/snaprun/restore`) and error that say
-//! what happened. Container restore is not in snaprun yet, so a snapshot
-//! that is present is attempted and reported as not implemented.
+//! what happened, for snapshots that cannot be restored (missing, a process
+//! snapshot) and malformed annotations. A real container checkpoint
+//! restored on create is `shim_restore_python.rs`.
 
 mod support;
 

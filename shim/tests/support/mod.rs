@@ -22,6 +22,7 @@ use tempfile::TempDir;
 
 pub mod checkpoint;
 pub mod image;
+pub mod python;
 
 /// The shim under test.
 pub const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-snaprun-v1");

@@ -531,7 +531,7 @@ fn print_table(r: &Report) {
     println!(
         "Python inference server, {} MiB of extra weights, chunks stored {}; time to the first correct answer{}:",
         r.size_mb,
-        if r.no_compress { "raw" } else { "zstd-1 (raw when they do not shrink)" },
+        if r.no_compress { "raw" } else { "zstd-1 (raw when that saves under 10 %)" },
         if r.runs > 1 { format!(", median of {} rounds (range)", r.runs) } else { String::new() }
     );
     println!(

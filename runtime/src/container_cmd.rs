@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use snaprun_runtime::oci::{self, state::Container};
-use snaprun_snapshot::dump;
 use snaprun_snapshot::image::{Image, ImageOptions, ImageTarget};
+use snaprun_snapshot::{dump, pager};
 use snaprun_store::{store_dir, RefName, Store};
 
 use crate::oci_cli::RuncCriuArgs;
 
 /// runc's default image directory: `./checkpoint`.
-const DEFAULT_IMAGE_DIR: &str = "checkpoint";
+pub const DEFAULT_IMAGE_DIR: &str = "checkpoint";
 
 /// Flags runc has that snaprun cannot honour for a container: refused.
 fn refuse_unsupported(runc: &RuncCriuArgs) -> anyhow::Result<()> {
@@ -112,6 +112,8 @@ pub struct RestoreArgs {
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
     pub timings: bool,
+    /// A lazy restore: the pager's options (docs/pager.md).
+    pub lazy: Option<pager::LazyOptions>,
 }
 
 /// Restores container ID; in the foreground waits for its init and
@@ -135,6 +137,7 @@ pub fn restore(root: &Path, id: &str, a: RestoreArgs, runc: &RuncCriuArgs) -> an
     let opts = oci::restore::RestoreOptions {
         bundle: a.bundle.unwrap_or_else(|| PathBuf::from(".")),
         no_pivot: runc.no_pivot,
+        lazy: a.lazy,
     };
     let restored = oci::restore::restore(root, id, image, &opts)?;
     if let Some(f) = &a.pid_file {
@@ -145,7 +148,16 @@ pub fn restore(root: &Path, id: &str, a: RestoreArgs, runc: &RuncCriuArgs) -> an
             "restore of container {id}: pid {}, {} processes, {} bytes of pages",
             restored.pid, restored.report.processes, restored.report.pages_bytes
         );
+        if let Some(pg) = &restored.report.pager {
+            eprintln!(
+                "lazy: {} bytes served by the pager, {} bytes ({} chunks) of working set pushed before the resume",
+                pg.lazy_bytes, pg.pushed_bytes, pg.pushed_chunks
+            );
+        }
         eprintln!("{}", restored.report.timings);
+    }
+    if let Some(pg) = &restored.report.pager {
+        tracing::info!(id, pager = pg.pid, log = %pg.log.display(), "lazy restore: the pager serves the container's memory");
     }
     if a.detach {
         return Ok(0);

@@ -99,6 +99,30 @@ struct LazyArgs {
     ws_window: u64,
 }
 
+impl LazyArgs {
+    /// The pager's options for a restore of SOURCE, the log by default
+    /// `ROOT/pager/NAME.log`; `None` without `--lazy`.
+    fn options(
+        self,
+        source: impl FnOnce() -> pager::Source,
+        root: &std::path::Path,
+        name: &str,
+    ) -> anyhow::Result<Option<pager::LazyOptions>> {
+        if !self.lazy {
+            return Ok(None);
+        }
+        let log = self
+            .pager_log
+            .unwrap_or_else(|| root.join("pager").join(format!("{name}.log")));
+        let exe = std::env::current_exe().context("finding the snaprun binary")?;
+        let mut o = pager::LazyOptions::new(source(), exe, log);
+        o.stats = self.pager_stats;
+        o.working_set = !self.no_working_set;
+        o.window = std::time::Duration::from_millis(self.ws_window);
+        Ok(Some(o))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Checkpoint a running process (--pid, with its descendants), or a
@@ -348,6 +372,20 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 if new_pidns {
                     bail!("--new-pidns applies to a process restore; a container gets the PID namespace of its bundle");
                 }
+                // The pager opens what the restore opens (the same
+                // defaults: container_cmd's).
+                let pager_source = || match (&source.image_path, &source.from) {
+                    (Some(dir), _) => pager::Source::Dir { path: dir.clone() },
+                    (None, Some(name)) => pager::Source::Store {
+                        dir: store_dir(store.as_deref()),
+                        name: name.to_string(),
+                        remote: remote.clone(),
+                    },
+                    (None, None) => pager::Source::Dir {
+                        path: PathBuf::from(container_cmd::DEFAULT_IMAGE_DIR),
+                    },
+                };
+                let lazy = lazy.options(pager_source, &root, &id)?;
                 let a = container_cmd::RestoreArgs {
                     image_path: source.image_path,
                     from: source.from,
@@ -357,6 +395,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     detach,
                     pid_file,
                     timings,
+                    lazy,
                 };
                 return Ok(exit_code(container_cmd::restore(root, &id, a, &runc)?));
             }
@@ -387,20 +426,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     bail!("restore needs --image-path DIR or --from NAME:TAG (or a container ID)")
                 }
             };
-            let lazy_opts = if lazy.lazy {
-                let log = lazy.pager_log.unwrap_or_else(|| {
-                    let pid = image.manifest.processes[0].pid;
-                    root.join("pager").join(format!("{pid}.log"))
-                });
-                let exe = std::env::current_exe().context("finding the snaprun binary")?;
-                let mut o = pager::LazyOptions::new(pager_source, exe, log);
-                o.stats = lazy.pager_stats;
-                o.working_set = !lazy.no_working_set;
-                o.window = std::time::Duration::from_millis(lazy.ws_window);
-                Some(o)
-            } else {
-                None
-            };
+            let pid = image.manifest.processes[0].pid;
+            let lazy_opts = lazy.options(|| pager_source, &root, &pid.to_string())?;
             let opts = restore::RestoreOptions {
                 pid_ns: if new_pidns {
                     restore::pidns::PidNsMode::New

@@ -203,8 +203,10 @@ fn a_counting_container_goes_on_after_restore_from_an_image_dir() {
     kill_and_delete(&b);
 }
 
+/// Checkpointed `--leave-running` into the store, then restored from it
+/// lazily: the pager serves the container's memory and brings it all in.
 #[test]
-fn leave_running_then_restore_from_the_store() {
+fn leave_running_then_lazy_restore_from_the_store() {
     let b = bundle("ckpt-store", COUNTER);
     let pid = start(&b);
     let before = counter_at_least(pid, 10);
@@ -226,6 +228,7 @@ fn leave_running_then_restore_from_the_store() {
     ok(&b.cmd(&["delete", "--force", &b.id]), "delete --force");
 
     let bundle_dir = b.dir();
+    let stats = b.tmp.path().join("pager.json");
     let out = detached(
         &b,
         &[
@@ -234,14 +237,37 @@ fn leave_running_then_restore_from_the_store() {
             name,
             "--store",
             store.to_str().unwrap(),
+            "--lazy",
+            "--pager-stats",
+            stats.to_str().unwrap(),
             "--bundle",
             bundle_dir.to_str().unwrap(),
             "--detach",
             &b.id,
         ],
     );
-    ok(&out, "restore --from");
+    ok(&out, "restore --from --lazy");
     check_restored(&b, before);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let figures: Value = loop {
+        let v: Option<Value> = fs::read_to_string(&stats)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        match v {
+            Some(v) if v["done"] == true => break v,
+            _ => {}
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pager did not finish: {}",
+            fs::read_to_string(&stats).unwrap_or_default()
+        );
+        sleep(Duration::from_millis(50));
+    };
+    assert!(figures["lazy_bytes"].as_u64().unwrap() > 0, "{figures}");
+    assert!(figures["error"].is_null(), "{figures}");
+    // The shell, and the `sleep` it may have been waiting for.
+    assert!(figures["processes"].as_u64().unwrap() >= 1, "{figures}");
     kill_and_delete(&b);
 }
 

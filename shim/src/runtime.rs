@@ -138,7 +138,7 @@ impl Snaprun {
             .map(drop)
     }
 
-    /// `snaprun restore --detach --bundle B --from NAME:TAG --store DIR ID`.
+    /// `snaprun restore --detach --lazy --bundle B --from NAME:TAG --store DIR ID`.
     pub fn restore(
         &self,
         exits: &Exits,
@@ -155,8 +155,11 @@ impl Snaprun {
         };
         let (bundle, store) = (text(bundle)?, text(&snapshot.store)?);
         let name = snapshot.snapshot.to_string();
+        // Lazily: the pager (ROOT/pager/ID.log) serves the memory, the
+        // snapshot's working set pushed before the init resumes.
         let mut args = vec![
-            "restore", "--detach", "--bundle", &bundle, "--from", &name, "--store", &store,
+            "restore", "--detach", "--lazy", "--bundle", &bundle, "--from", &name, "--store",
+            &store,
         ];
         Self::launch_args(&mut args, launch)?;
         args.push(id);

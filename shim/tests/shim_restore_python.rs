@@ -5,7 +5,9 @@
 //! snapshot (twice: a snapshot is reusable) and answer from its state:
 //! the same embeddings, the request counter going on from the snapshot's,
 //! the heartbeat thread ticking, the `/snaprun/restore` event saying
-//! `restored`, and `ctr task ps`, `kill` and `rm` working on the task.
+//! `restored`, the pager (the restore is lazy) bringing every page in and
+//! pushing the working set the first restore recorded, and `ctr task ps`,
+//! `kill` and `rm` working on the task.
 
 mod support;
 
@@ -64,6 +66,22 @@ fn remove(c: &Containerd, id: &str) {
         "ctr containers rm {id}: {}",
         text(&out)
     );
+}
+
+/// The working-set chunks the pager pushed before the resume, from its
+/// log's `working set in` line (`pushed_chunks="N"`).
+fn pushed_chunks(log: &str) -> u64 {
+    let line = log
+        .lines()
+        .find(|l| l.contains("working set in"))
+        .unwrap_or_else(|| panic!("no `working set in` in the pager's log: {log}"));
+    let at = line.find("pushed_chunks=").expect("pushed_chunks") + "pushed_chunks=".len();
+    line[at..]
+        .trim_start_matches('"')
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("pushed_chunks in {line}"))
 }
 
 #[test]
@@ -144,6 +162,22 @@ fn a_container_restored_on_create_answers_from_the_checkpointed_state() {
         wait_for("the heartbeat thread to tick again", || {
             (python::heartbeats(port).ok()? > beats + 2).then_some(())
         });
+        // Restored lazily: its pager pushed the working set (from the
+        // second round: the first records it) and brings every page in.
+        let pager_log = c.runtime_root().join("pager").join(format!("{id}.log"));
+        let log = wait_for("the pager to bring every page in", || {
+            let log = fs::read_to_string(&pager_log).ok()?;
+            log.contains("every page is in").then_some(log)
+        });
+        let pushed = pushed_chunks(&log);
+        if round == 0 {
+            assert_eq!(
+                pushed, 0,
+                "round 0: a working set before any was recorded: {log}"
+            );
+        } else {
+            assert!(pushed > 0, "round {round}: no working set pushed: {log}");
+        }
 
         // The task's init is the restored server, and the task answers.
         let pid = task_pid(&c, &id);

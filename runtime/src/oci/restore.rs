@@ -54,6 +54,8 @@ pub enum ContainerRestoreError {
 pub struct RestoreOptions {
     pub bundle: PathBuf,
     pub no_pivot: bool,
+    /// Serve the container's memory lazily through a pager (docs/pager.md).
+    pub lazy: Option<snaprun_snapshot::pager::LazyOptions>,
 }
 
 /// What the container's init does in a restore instead of running the
@@ -144,6 +146,7 @@ pub fn restore(
         }),
         // The init's stdio is this process's (create's clone inherits it).
         inherit_fds: (0..3).map(|fd| (fd, fd)).collect(),
+        lazy: opts.lazy.clone(),
         ..Default::default()
     };
     match engine::restore_from(image, &engine_opts) {

@@ -385,7 +385,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                         path: PathBuf::from(container_cmd::DEFAULT_IMAGE_DIR),
                     },
                 };
-                let lazy = lazy.options(pager_source, &root, &id)?;
+                let lazy = lazy.options(pager_source, root, &id)?;
                 let a = container_cmd::RestoreArgs {
                     image_path: source.image_path,
                     from: source.from,
@@ -427,7 +427,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 }
             };
             let pid = image.manifest.processes[0].pid;
-            let lazy_opts = lazy.options(|| pager_source, &root, &pid.to_string())?;
+            let lazy_opts = lazy.options(|| pager_source, root, &pid.to_string())?;
             let opts = restore::RestoreOptions {
                 pid_ns: if new_pidns {
                     restore::pidns::PidNsMode::New

@@ -106,15 +106,11 @@ impl Snaprun {
     }
 
     fn launch_args<'a>(args: &mut Vec<&'a str>, l: &'a Launch<'a>) -> Result<()> {
-        let text = |p: &'a Path| {
-            p.to_str()
-                .ok_or_else(|| Error::invalid("path", format!("{} is not UTF-8", p.display())))
-        };
         if let Some(p) = l.pid_file {
-            args.extend(["--pid-file", text(p)?]);
+            args.extend(["--pid-file", utf8(p)?]);
         }
         if let Some(p) = l.console_socket {
-            args.extend(["--console-socket", text(p)?]);
+            args.extend(["--console-socket", utf8(p)?]);
         }
         Ok(())
     }
@@ -148,12 +144,7 @@ impl Snaprun {
         launch: &Launch,
         stdio: ProcessStdio,
     ) -> Result<()> {
-        let text = |p: &Path| -> Result<String> {
-            p.to_str()
-                .map(str::to_string)
-                .ok_or_else(|| Error::invalid("path", format!("{} is not UTF-8", p.display())))
-        };
-        let (bundle, store) = (text(bundle)?, text(&snapshot.store)?);
+        let (bundle, store) = (utf8(bundle)?, utf8(&snapshot.store)?);
         let name = snapshot.snapshot.to_string();
         // Lazily: the pager (ROOT/pager/ID.log) serves the memory, the
         // snapshot's working set pushed before the init resumes.
@@ -178,12 +169,7 @@ impl Snaprun {
         launch: &Launch,
         stdio: ProcessStdio,
     ) -> Result<()> {
-        let text = |p: &Path| -> Result<String> {
-            p.to_str()
-                .map(str::to_string)
-                .ok_or_else(|| Error::invalid("path", format!("{} is not UTF-8", p.display())))
-        };
-        let (bundle, image) = (text(bundle)?, text(image)?);
+        let (bundle, image) = (utf8(bundle)?, utf8(image)?);
         let mut args = vec![
             "restore",
             "--detach",
@@ -277,4 +263,11 @@ impl Snaprun {
             message: format!("unexpected output ({e}): {}", String::from_utf8_lossy(&out)),
         })
     }
+}
+
+/// P as a `&str` for a command line; a path that is not UTF-8 is an error
+/// naming it.
+fn utf8(p: &Path) -> Result<&str> {
+    p.to_str()
+        .ok_or_else(|| Error::invalid("path", format!("{} is not UTF-8", p.display())))
 }

@@ -109,6 +109,24 @@ pub fn summary(image: &Image) -> String {
             p.threads.len()
         );
         let _ = writeln!(s, "  cwd {} root {} umask {:03o}", p.cwd, p.root, p.umask);
+        if let Some(c) = &p.cuda {
+            let _ = writeln!(
+                s,
+                "  cuda: GPU state checkpointed through the driver (CUDA {}.{}{}{}), GPUs [{}]",
+                c.driver_api / 1000,
+                (c.driver_api % 1000) / 10,
+                c.driver
+                    .as_ref()
+                    .map(|d| format!(", driver {d}"))
+                    .unwrap_or_default(),
+                if c.was_suspended {
+                    ", suspended before"
+                } else {
+                    ""
+                },
+                c.gpus.join(", ")
+            );
+        }
         let _ = writeln!(
             s,
             "  memory: {} vmas, {} mapped, {} dumped",

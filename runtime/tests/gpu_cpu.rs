@@ -256,6 +256,16 @@ fn checkpoint_and_restore_drive_the_driver_around_the_freeze() {
     let cuda = manifest_cuda(&case);
     assert_eq!(cuda["checkpointed"], true, "{cuda}");
     assert_eq!(cuda["driver_api"], 13000, "{cuda}");
+    let out = snaprun(
+        &Driver::Absent,
+        &["snapshot", "inspect", case.image().to_str().unwrap()],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("  cuda: GPU state checkpointed through the driver (CUDA 13.0), GPUs []"),
+        "{}",
+        show_output("snapshot inspect", &out)
+    );
 
     fake.clear_log();
     let out = restore(&mut case, &Driver::Fake(&fake), &[]);

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use snaprun_runtime::oci::{
@@ -239,28 +239,9 @@ pub fn create(root: &Path, a: &CreateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The signals `run`/`exec` forward (the container's processes reset their
-/// mask before their program starts, so blocking them early is harmless).
-fn forwarded_signals() -> SigSet {
-    let mut set = SigSet::empty();
-    for s in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGWINCH,
-        Signal::SIGCHLD,
-    ] {
-        set.add(s);
-    }
-    set
-}
-
 /// Waits for PID (our child), forwarding signals to it; its exit code.
 pub(crate) fn wait_forwarding(pid: i32) -> anyhow::Result<i32> {
-    let set = forwarded_signals();
+    let set = oci::relay::forwarded_signals();
     set.thread_block().context("block signals")?;
     loop {
         match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
@@ -459,7 +440,7 @@ pub fn exec(root: &Path, a: &ExecArgs) -> anyhow::Result<i32> {
     // it runs is forwarded, not taken by us (the process resets its mask
     // before its program starts).
     if !a.detach && listener.is_none() {
-        forwarded_signals()
+        oci::relay::forwarded_signals()
             .thread_block()
             .context("block signals")?;
     }

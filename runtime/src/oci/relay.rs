@@ -103,9 +103,10 @@ fn write_all(fd: BorrowedFd, mut data: &[u8]) {
     }
 }
 
-/// Relays between our stdio and MASTER until PID (our child) exits; its
-/// exit code (128+N for signal N).
-pub fn relay(master: OwnedFd, pid: i32) -> Result<i32> {
+/// The signals `run`/`exec` forward to the container's process (and
+/// SIGCHLD, to see it exit). The container's processes reset their mask
+/// before their program starts, so blocking these early is harmless.
+pub fn forwarded_signals() -> SigSet {
     let mut set = SigSet::empty();
     for s in [
         Signal::SIGINT,
@@ -119,6 +120,13 @@ pub fn relay(master: OwnedFd, pid: i32) -> Result<i32> {
     ] {
         set.add(s);
     }
+    set
+}
+
+/// Relays between our stdio and MASTER until PID (our child) exits; its
+/// exit code (128+N for signal N).
+pub fn relay(master: OwnedFd, pid: i32) -> Result<i32> {
+    let set = forwarded_signals();
     set.thread_block()
         .map_err(|e| Error::sys("block signals", e))?;
     let sfd =

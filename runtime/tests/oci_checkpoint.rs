@@ -14,7 +14,7 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use ckpt_support::{counter, counter_at_least, read_in, COUNTER};
-use oci_support::{assert_fails, close_fds, Bundle, SNAPRUN};
+use oci_support::{assert_fails, close_fds, Bundle};
 use serde_json::{json, Value};
 
 /// A bundle running `sh -c SCRIPT` with a tmpfs at /run.
@@ -31,26 +31,6 @@ fn bundle(name: &str, script: &str) -> Bundle {
     b
 }
 
-/// `snaprun --root ROOT ARGS` with stdin, stdout and stderr on /dev/null
-/// but for the captured stderr, for commands whose processes outlive them
-/// (create, restore --detach): the container's stdio is /dev/null.
-fn detached(b: &Bundle, args: &[&str]) -> Output {
-    let err = b.tmp.path().join("cmd-err");
-    let mut c = Command::new(SNAPRUN);
-    c.arg("--root")
-        .arg(b.root())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&err).unwrap());
-    let status = close_fds(&mut c).status().unwrap();
-    Output {
-        status,
-        stdout: Vec::new(),
-        stderr: fs::read(&err).unwrap_or_default(),
-    }
-}
-
 fn ok(out: &Output, what: &str) {
     assert!(
         out.status.success(),
@@ -64,7 +44,7 @@ fn ok(out: &Output, what: &str) {
 fn start(b: &Bundle) -> i32 {
     let bundle = b.dir();
     ok(
-        &detached(b, &["create", "--bundle", bundle.to_str().unwrap(), &b.id]),
+        &b.cmd_detached(&["create", "--bundle", bundle.to_str().unwrap(), &b.id]),
         "create",
     );
     b.ok("start");
@@ -178,18 +158,15 @@ fn a_counting_container_goes_on_after_restore_from_an_image_dir() {
     assert!(!Path::new(&format!("/proc/{pid}/root/run")).exists());
 
     let bundle_dir = b.dir();
-    let out = detached(
-        &b,
-        &[
-            "restore",
-            "--image-path",
-            img.to_str().unwrap(),
-            "--bundle",
-            bundle_dir.to_str().unwrap(),
-            "--detach",
-            &b.id,
-        ],
-    );
+    let out = b.cmd_detached(&[
+        "restore",
+        "--image-path",
+        img.to_str().unwrap(),
+        "--bundle",
+        bundle_dir.to_str().unwrap(),
+        "--detach",
+        &b.id,
+    ]);
     ok(&out, "restore");
     let pid = check_restored_creds(&b, before, Some(&source_creds));
     // pause and resume: the freezer holds the restored processes.
@@ -229,23 +206,20 @@ fn leave_running_then_lazy_restore_from_the_store() {
 
     let bundle_dir = b.dir();
     let stats = b.tmp.path().join("pager.json");
-    let out = detached(
-        &b,
-        &[
-            "restore",
-            "--from",
-            name,
-            "--store",
-            store.to_str().unwrap(),
-            "--lazy",
-            "--pager-stats",
-            stats.to_str().unwrap(),
-            "--bundle",
-            bundle_dir.to_str().unwrap(),
-            "--detach",
-            &b.id,
-        ],
-    );
+    let out = b.cmd_detached(&[
+        "restore",
+        "--from",
+        name,
+        "--store",
+        store.to_str().unwrap(),
+        "--lazy",
+        "--pager-stats",
+        stats.to_str().unwrap(),
+        "--bundle",
+        bundle_dir.to_str().unwrap(),
+        "--detach",
+        &b.id,
+    ]);
     ok(&out, "restore --from --lazy");
     check_restored(&b, before);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -286,17 +260,14 @@ fn a_foreground_restore_waits_and_exits_with_the_containers_code() {
     );
     let bundle_dir = b.dir();
     let started = std::time::Instant::now();
-    let out = detached(
-        &b,
-        &[
-            "restore",
-            "--image-path",
-            img.to_str().unwrap(),
-            "--bundle",
-            bundle_dir.to_str().unwrap(),
-            &b.id,
-        ],
-    );
+    let out = b.cmd_detached(&[
+        "restore",
+        "--image-path",
+        img.to_str().unwrap(),
+        "--bundle",
+        bundle_dir.to_str().unwrap(),
+        &b.id,
+    ]);
     assert_eq!(
         out.status.code(),
         Some(7),
@@ -337,7 +308,7 @@ fn errors_name_the_missing_image_the_state_and_the_execd_process() {
 
     // Created, not started: not running.
     ok(
-        &detached(&b, &["create", "--bundle", bundle_dir, &b.id]),
+        &b.cmd_detached(&["create", "--bundle", bundle_dir, &b.id]),
         "create",
     );
     let img = image_dir(&b);
@@ -351,18 +322,15 @@ fn errors_name_the_missing_image_the_state_and_the_execd_process() {
     // the container runs on untouched.
     let exec_pid = b.tmp.path().join("exec.pid");
     ok(
-        &detached(
-            &b,
-            &[
-                "exec",
-                "--detach",
-                "--pid-file",
-                exec_pid.to_str().unwrap(),
-                &b.id,
-                "sleep",
-                "1000",
-            ],
-        ),
+        &b.cmd_detached(&[
+            "exec",
+            "--detach",
+            "--pid-file",
+            exec_pid.to_str().unwrap(),
+            &b.id,
+            "sleep",
+            "1000",
+        ]),
         "exec",
     );
     let sleeper = fs::read_to_string(&exec_pid).unwrap();

@@ -12,10 +12,9 @@ mod workload;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use oci_support::{close_fds, wait_for, Bundle, SNAPRUN};
+use oci_support::{wait_for, Bundle};
 use serde_json::{json, Value};
 
 fn repo() -> PathBuf {
@@ -37,22 +36,15 @@ fn python_prefix(venv: &Path) -> PathBuf {
     Path::new(home.trim()).parent().unwrap().to_path_buf()
 }
 
-/// Runs `snaprun --root ROOT ARGS` with /dev/null as stdio but stderr,
-/// which goes to FILE; panics on failure.
+/// Runs `snaprun --root ROOT ARGS` detached from our stdio (the
+/// container outlives it); panics on failure with its stderr.
 fn snaprun(b: &Bundle, args: &[&str]) {
-    let err = b.tmp.path().join("cmd-err");
-    let mut c = Command::new(SNAPRUN);
-    c.arg("--root")
-        .arg(b.root())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&err).unwrap());
-    let st = close_fds(&mut c).status().unwrap();
+    let out = b.cmd_detached(args);
     assert!(
-        st.success(),
-        "snaprun {args:?}: {st}: {}",
-        fs::read_to_string(&err).unwrap_or_default()
+        out.status.success(),
+        "snaprun {args:?}: {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 

@@ -161,6 +161,27 @@ impl Bundle {
         close_fds(&mut c).output().unwrap()
     }
 
+    /// `snaprun --root ROOT ARGS` with stdin and stdout on /dev/null and
+    /// stderr captured through a file, for commands whose processes
+    /// outlive them (create, restore --detach): the container's stdio is
+    /// /dev/null and holds no pipe of ours.
+    pub fn cmd_detached(&self, args: &[&str]) -> Output {
+        let err = self.tmp.path().join("cmd-err");
+        let mut c = Command::new(SNAPRUN);
+        c.arg("--root")
+            .arg(self.root())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&err).unwrap());
+        let status = close_fds(&mut c).status().unwrap();
+        Output {
+            status,
+            stdout: Vec::new(),
+            stderr: std::fs::read(&err).unwrap_or_default(),
+        }
+    }
+
     /// `snaprun ARGS` with stdout and stderr appended to the out and err
     /// files (for create, run, exec: the container inherits them).
     pub fn cmd_to_files(&self, args: &[&str]) -> ExitStatus {

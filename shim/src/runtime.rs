@@ -148,14 +148,10 @@ impl Snaprun {
         let name = snapshot.snapshot.to_string();
         // Lazily: the pager (ROOT/pager/ID.log) serves the memory, the
         // snapshot's working set pushed before the init resumes.
-        let mut args = vec![
-            "restore", "--detach", "--lazy", "--bundle", &bundle, "--from", &name, "--store",
-            &store,
+        let args = vec![
+            "restore", "--detach", "--lazy", "--bundle", bundle, "--from", &name, "--store", store,
         ];
-        Self::launch_args(&mut args, launch)?;
-        args.push(id);
-        self.run(exits, "restore", id, self.command(&args), Some(stdio))
-            .map(drop)
+        self.run_restore(exits, id, args, launch, stdio)
     }
 
     /// `snaprun restore --detach --bundle B --image-path DIR ID`: a
@@ -170,14 +166,27 @@ impl Snaprun {
         stdio: ProcessStdio,
     ) -> Result<()> {
         let (bundle, image) = (utf8(bundle)?, utf8(image)?);
-        let mut args = vec![
+        let args = vec![
             "restore",
             "--detach",
             "--bundle",
-            &bundle,
+            bundle,
             "--image-path",
-            &image,
+            image,
         ];
+        self.run_restore(exits, id, args, launch, stdio)
+    }
+
+    /// Runs ARGS (a `restore` command line up to the launch flags) with
+    /// the pid file and console socket of LAUNCH, for container ID.
+    fn run_restore<'a>(
+        &self,
+        exits: &Exits,
+        id: &'a str,
+        mut args: Vec<&'a str>,
+        launch: &'a Launch<'a>,
+        stdio: ProcessStdio,
+    ) -> Result<()> {
         Self::launch_args(&mut args, launch)?;
         args.push(id);
         self.run(exits, "restore", id, self.command(&args), Some(stdio))
